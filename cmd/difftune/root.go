@@ -1,0 +1,30 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+)
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "difftune",
+		Short: "Finetune diffusion models with weight-space adapters, and sample from them",
+		Long: `difftune finetunes diffusion models (Stable Diffusion 1.x/2.x UNets, DiT, PixArt-α)
+with adapters (LoRA, LoCon, DoRA, LoHa, LoKr, IA3) computed in weight space, and
+samples from them. It runs on the CPU everywhere.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newInspectCmd(), newBenchCmd())
+	return root
+}
+
+// exactArgs is cobra.ExactArgs with difftune's usage exit code.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,12 @@
+// Package nn holds the layers the denoisers are built from — Linear, Conv2d,
+// GroupNorm, LayerNorm, Embedding, diffusers-style Attention and FeedForward, and the
+// sinusoidal timestep embedding — and the state-dict load and save that map their
+// parameters to checkpoint keys.
+//
+// A layer registers each parameter under the exact key fragment the checkpoints use
+// ("weight", "to_out.0.bias"), so Params(prefix) yields the checkpoint keys and loading
+// is a lookup and a shape check.
+//
+// Forward methods return a new tensor and release their own intermediates; the caller
+// owns (and releases) what they return.
+package nn

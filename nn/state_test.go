@@ -1,0 +1,123 @@
+package nn
+
+import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/difftune/difftune/tensor"
+)
+
+// block is a small two-layer module for state-dict tests.
+type block struct {
+	In  *Linear
+	Out *Linear
+}
+
+func (b *block) Params(prefix string) []Param {
+	return Children(prefix, Child{"proj_in", b.In}, Child{"net.2", b.Out})
+}
+
+func newBlock(seed uint64) *block {
+	rng := rand.New(rand.NewPCG(seed, 0))
+	return &block{In: NewLinear(rng, 5, 7, true), Out: NewLinear(rng, 7, 3, false)}
+}
+
+func TestParamsAreCheckpointKeys(t *testing.T) {
+	b := newBlock(1)
+	defer ReleaseParams(b)
+	var names []string
+	for _, p := range b.Params("model.") {
+		names = append(names, p.Name)
+	}
+	want := []string{"model.proj_in.weight", "model.proj_in.bias", "model.net.2.weight"}
+	if !slices.Equal(names, want) {
+		t.Fatalf("names %v, want %v", names, want)
+	}
+	total, trainable := CountParams(b)
+	if total != 7*5+7+3*7 || trainable != total {
+		t.Fatalf("CountParams = %d, %d", total, trainable)
+	}
+}
+
+// TestSaveLoadRoundTrip saves F32, BF16 and F16 parameters and loads them back bit
+// for bit; loading with KeepHalf keeps frozen matrices 16-bit.
+func TestSaveLoadRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	for _, dt := range []tensor.DType{tensor.F32, tensor.BF16, tensor.F16} {
+		t.Run(dt.String(), func(t *testing.T) {
+			src := newBlock(2)
+			defer ReleaseParams(src)
+			w := src.In.Weight.Convert(dt)
+			src.In.Weight.Release()
+			src.In.Weight = w
+			path := filepath.Join(dir, dt.String()+".safetensors")
+			if err := SaveFile(src, path, "", map[string]string{"format": "pt"}); err != nil {
+				t.Fatal(err)
+			}
+			dst := newBlock(3)
+			defer ReleaseParams(dst)
+			SetTrainable(dst, false)
+			if err := LoadFile(dst, path, LoadOptions{KeepHalf: true}); err != nil {
+				t.Fatal(err)
+			}
+			if dst.In.Weight.DType() != dt {
+				t.Fatalf("loaded weight is %v, want %v kept", dst.In.Weight.DType(), dt)
+			}
+			for i, p := range src.Params("") {
+				q := dst.Params("")[i]
+				if !slices.Equal(p.T().Float32s(), q.T().Float32s()) {
+					t.Fatalf("%s differs after round trip", p.Name)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadErrorsNameKeys(t *testing.T) {
+	dir := t.TempDir()
+	src := newBlock(4)
+	defer ReleaseParams(src)
+	path := filepath.Join(dir, "a.safetensors")
+	if err := SaveFile(src, path, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		dst  Module
+		o    LoadOptions
+		want []string
+	}{
+		{"missing", &block{In: NewLinear(rand.New(rand.NewPCG(1, 1)), 5, 7, true), Out: NewLinear(rand.New(rand.NewPCG(1, 1)), 7, 3, true)}, LoadOptions{}, []string{"missing", "net.2.bias", path}},
+		{"unexpected", &block{In: NewLinear(rand.New(rand.NewPCG(1, 1)), 5, 7, false), Out: NewLinear(rand.New(rand.NewPCG(1, 1)), 7, 3, false)}, LoadOptions{}, []string{"unexpected", "proj_in.bias"}},
+		{"shape", &block{In: NewLinear(rand.New(rand.NewPCG(1, 1)), 6, 7, true), Out: NewLinear(rand.New(rand.NewPCG(1, 1)), 7, 3, false)}, LoadOptions{}, []string{"proj_in.weight", "[7 6]", "[7 5]"}},
+		{"prefix", newBlock(5), LoadOptions{Prefix: "unet."}, []string{"missing", "unet.proj_in.weight"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			defer ReleaseParams(c.dst)
+			before := c.dst.Params("")[0].T().Float32s()
+			err := LoadFile(c.dst, path, c.o)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Fatalf("error %q does not mention %q", err, w)
+				}
+			}
+			if !slices.Equal(before, c.dst.Params("")[0].T().Float32s()) {
+				t.Fatal("a failed load changed the parameters")
+			}
+		})
+	}
+	if err := LoadFile(newBlock(6), filepath.Join(dir, "nope.safetensors"), LoadOptions{}); err == nil || !strings.Contains(err.Error(), "nope.safetensors") {
+		t.Fatalf("missing file: %v", err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+}

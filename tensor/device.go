@@ -1,0 +1,192 @@
+package tensor
+
+import (
+	"fmt"
+	"sync"
+)
+
+// Device is where a tensor's storage lives and its kernels run. The CPU is the only
+// device today; the CUDA device implements the same interface later.
+type Device interface {
+	// Name identifies the device, e.g. "cpu".
+	Name() string
+	// Stats returns the device's memory counters.
+	Stats() MemStats
+	// ResetPeak sets the peak counters to the current values.
+	ResetPeak()
+}
+
+// MemStats are a device's exact memory counters, in bytes of tensor storage
+// (pooled but unused buffers are reported separately, as Pooled).
+type MemStats struct {
+	Live      int64 // storage held by live tensors
+	Peak      int64 // the maximum of Live since the last ResetPeak
+	Saved     int64 // activation storage retained for backward, each storage counted once
+	PeakSaved int64 // the maximum of Saved since the last ResetPeak
+	Pooled    int64 // released buffers kept for reuse
+	Allocs    int64 // allocations served (pool hits included)
+	PoolMiss  int64 // allocations that had to create a new buffer
+}
+
+func (m MemStats) String() string {
+	return fmt.Sprintf("live %d B, peak %d B, saved %d B (peak %d B), pooled %d B", m.Live, m.Peak, m.Saved, m.PeakSaved, m.Pooled)
+}
+
+// CPU is the default device.
+var CPU = &cpuDevice{pool32: map[int][][]float32{}, pool16: map[int][][]uint16{}, maxPooled: 1 << 30}
+
+// cpuDevice allocates from exact-size free lists: a training step repeats the same
+// shapes, so after the first step every request is a pool hit.
+type cpuDevice struct {
+	mu        sync.Mutex
+	stats     MemStats
+	pool32    map[int][][]float32
+	pool16    map[int][][]uint16
+	maxPooled int64
+}
+
+func (d *cpuDevice) Name() string { return "cpu" }
+
+func (d *cpuDevice) Stats() MemStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stats
+}
+
+func (d *cpuDevice) ResetPeak() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stats.Peak = d.stats.Live
+	d.stats.PeakSaved = d.stats.Saved
+}
+
+// SetPoolLimit caps the bytes the CPU device keeps in its free lists (default 1 GiB);
+// buffers released beyond it are left to the garbage collector. 0 disables pooling.
+func SetPoolLimit(bytes int64) {
+	CPU.mu.Lock()
+	defer CPU.mu.Unlock()
+	CPU.maxPooled = bytes
+	if bytes == 0 {
+		clear(CPU.pool32)
+		clear(CPU.pool16)
+		CPU.stats.Pooled = 0
+	}
+}
+
+// alloc returns storage for n elements of dtype dt. The contents are zero when zero
+// is set, otherwise unspecified.
+func (d *cpuDevice) alloc(dt DType, n int, zero bool) *Storage {
+	if n < 0 {
+		panic(fmt.Sprintf("tensor: alloc of %d elements", n))
+	}
+	bytes := int64(n) * int64(dt.Size())
+	s := &Storage{dev: d, dtype: dt, n: n, refs: 1}
+	d.mu.Lock()
+	d.stats.Allocs++
+	d.stats.Live += bytes
+	d.stats.Peak = max(d.stats.Peak, d.stats.Live)
+	if dt == F32 {
+		if l := d.pool32[n]; len(l) > 0 {
+			s.f32 = l[len(l)-1]
+			l[len(l)-1] = nil
+			d.pool32[n] = l[:len(l)-1]
+			d.stats.Pooled -= bytes
+		}
+	} else if l := d.pool16[n]; len(l) > 0 {
+		s.u16 = l[len(l)-1]
+		l[len(l)-1] = nil
+		d.pool16[n] = l[:len(l)-1]
+		d.stats.Pooled -= bytes
+	}
+	hit := s.f32 != nil || s.u16 != nil
+	if !hit {
+		d.stats.PoolMiss++
+	}
+	d.mu.Unlock()
+	switch {
+	case !hit && dt == F32:
+		s.f32 = make([]float32, n)
+	case !hit:
+		s.u16 = make([]uint16, n)
+	case zero && dt == F32:
+		clear(s.f32)
+	case zero:
+		clear(s.u16)
+	}
+	return s
+}
+
+// free returns a storage whose last reference was dropped.
+func (d *cpuDevice) free(s *Storage) {
+	bytes := s.Bytes()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stats.Live -= bytes
+	if s.external || d.stats.Pooled+bytes > d.maxPooled {
+		return
+	}
+	d.stats.Pooled += bytes
+	if s.dtype == F32 {
+		d.pool32[s.n] = append(d.pool32[s.n], s.f32)
+	} else {
+		d.pool16[s.n] = append(d.pool16[s.n], s.u16)
+	}
+}
+
+func (d *cpuDevice) addSaved(delta int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stats.Saved += delta
+	d.stats.PeakSaved = max(d.stats.PeakSaved, d.stats.Saved)
+}
+
+// Storage is a reference-counted buffer owned by a device.
+type Storage struct {
+	dev      *cpuDevice
+	dtype    DType
+	n        int
+	f32      []float32
+	u16      []uint16
+	refs     int32
+	saves    int32 // how many graph nodes keep this storage for backward
+	activ    bool  // produced by an op (counted in Saved when kept); leaves are not
+	external bool  // wraps memory the allocator does not own (never pooled)
+}
+
+// Bytes returns the storage size in bytes.
+func (s *Storage) Bytes() int64 { return int64(s.n) * int64(s.dtype.Size()) }
+
+func (s *Storage) retain() {
+	if s.refs <= 0 {
+		panic("tensor: use of released storage")
+	}
+	s.refs++
+}
+
+func (s *Storage) release() {
+	if s.refs <= 0 {
+		panic("tensor: storage released twice")
+	}
+	s.refs--
+	if s.refs == 0 {
+		s.dev.free(s)
+		s.f32, s.u16 = nil, nil
+	}
+}
+
+// save marks the storage as kept for backward by one more node.
+func (s *Storage) save() {
+	s.retain()
+	s.saves++
+	if s.saves == 1 && s.activ {
+		s.dev.addSaved(s.Bytes())
+	}
+}
+
+func (s *Storage) unsave() {
+	s.saves--
+	if s.saves == 0 && s.activ {
+		s.dev.addSaved(-s.Bytes())
+	}
+	s.release()
+}

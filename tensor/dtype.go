@@ -1,0 +1,60 @@
+package tensor
+
+import "fmt"
+
+// DType is a storage element type. Compute is always float32; BF16 and F16 storage is
+// for frozen weights, widened to float32 inside the kernels that read it.
+type DType uint8
+
+// Storage dtypes.
+const (
+	F32 DType = iota
+	BF16
+	F16
+)
+
+// Size returns the element size in bytes.
+func (d DType) Size() int {
+	if d == F32 {
+		return 4
+	}
+	return 2
+}
+
+func (d DType) String() string {
+	switch d {
+	case F32:
+		return "F32"
+	case BF16:
+		return "BF16"
+	case F16:
+		return "F16"
+	}
+	return fmt.Sprintf("DType(%d)", uint8(d))
+}
+
+// widen converts 16-bit storage to float32 into dst.
+func widen(dst []float32, src []uint16, d DType) {
+	if d == BF16 {
+		for i, h := range src {
+			dst[i] = BF16ToF32(h)
+		}
+		return
+	}
+	for i, h := range src {
+		dst[i] = F16ToF32(h)
+	}
+}
+
+// narrow converts float32 to 16-bit storage (round to nearest even) into dst.
+func narrow(dst []uint16, src []float32, d DType) {
+	if d == BF16 {
+		for i, f := range src {
+			dst[i] = F32ToBF16(f)
+		}
+		return
+	}
+	for i, f := range src {
+		dst[i] = F32ToF16(f)
+	}
+}

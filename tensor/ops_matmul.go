@@ -1,0 +1,120 @@
+package tensor
+
+import (
+	"fmt"
+	"slices"
+)
+
+// MatMul returns op(a)·op(b), where op transposes the last two axes when the flag is
+// set. a is [..., M, K] ([..., K, M] when transA); b is [..., K, N] ([..., N, K] when
+// transB) with the same batch axes as a, or 2-D and shared by every batch (a Linear
+// layer's weight: MatMul(x, w, false, true)). b may be stored as BF16 or F16; it is
+// widened while being packed. The result is [..., M, N].
+//
+// Backward saves a only if b needs a gradient and b only if a needs one.
+func MatMul(a, b *Tensor, transA, transB bool) *Tensor {
+	if a.Rank() < 2 || b.Rank() < 2 || (b.Rank() > 2 && b.Rank() != a.Rank()) {
+		panic(fmt.Sprintf("tensor.MatMul: shapes %v and %v", a.shape, b.shape))
+	}
+	ra, rb := a.Rank(), b.Rank()
+	m, k := a.shape[ra-2], a.shape[ra-1]
+	if transA {
+		m, k = k, m
+	}
+	kb, n := b.shape[rb-2], b.shape[rb-1]
+	if transB {
+		kb, n = n, kb
+	}
+	batch := numel(a.shape[:ra-2])
+	shared := rb == 2
+	if kb != k || (!shared && !slices.Equal(a.shape[:ra-2], b.shape[:rb-2])) {
+		panic(fmt.Sprintf("tensor.MatMul: shapes %v (transposed %v) and %v (transposed %v)", a.shape, transA, b.shape, transB))
+	}
+	if a.DType() != F32 {
+		panic(fmt.Sprintf("tensor.MatMul: a is %v; only b may be 16-bit", a.DType()))
+	}
+	shape := append(slices.Clone(a.shape[:ra-2]), m, n)
+	out := newTensor(false, shape...)
+	ad, o, be := a.Data(), out.Data(), elemsOf(b)
+	lda, ldb := a.shape[ra-1], b.shape[rb-1]
+	sb := 0
+	if !shared {
+		sb = k * n
+	}
+	switch {
+	case shared && !transA:
+		// The batch folds into M: one large GEMM.
+		gemmAnyB(false, transB, batch*m, n, k, ad, lda, be, ldb, 0, o, n)
+	case b.DType() == F32:
+		GemmBatched(transA, transB, batch, m, n, k, 1, ad, lda, m*k, b.Data(), ldb, sb, 0, o, n, m*n)
+	default:
+		bd, done := be.f32()
+		GemmBatched(transA, transB, batch, m, n, k, 1, ad, lda, m*k, bd, ldb, sb, 0, o, n, m*n)
+		done()
+	}
+	if !needsGrad(a, b) {
+		return out
+	}
+	var saved []*Tensor
+	if wants(b) {
+		saved = append(saved, a)
+	}
+	if wants(a) {
+		saved = append(saved, b)
+	}
+	record(out, "MatMul", []*Tensor{a, b}, saved, func(dout []float32, dx gradFn) {
+		if da := dx(0); da != nil {
+			switch {
+			case !transA && shared:
+				// dA[B·M, K] += dC[B·M, N] · op(b)ᵀ
+				gemmAnyB(false, !transB, batch*m, k, n, dout, n, be, ldb, 1, da, lda)
+			case !transA:
+				bd, done := be.f32()
+				GemmBatched(false, !transB, batch, m, k, n, 1, dout, n, m*n, bd, ldb, sb, 1, da, lda, m*k)
+				done()
+			default:
+				// a is stored [K, M]: dA = op(b) · dCᵀ, [K, N]·[N, M].
+				bd, done := be.f32()
+				GemmBatched(transB, true, batch, k, m, n, 1, bd, ldb, sb, dout, n, m*n, 1, da, lda, m*k)
+				done()
+			}
+		}
+		if db := dx(1); db != nil {
+			switch {
+			case shared && !transA && !transB:
+				Gemm(true, false, k, n, batch*m, 1, ad, lda, dout, n, 1, db, ldb) // dB = Aᵀ·dC
+			case shared && !transA:
+				Gemm(true, false, n, k, batch*m, 1, dout, n, ad, lda, 1, db, ldb) // dB = dCᵀ·A
+			case shared:
+				for i := range batch {
+					matmulGradB(transA, transB, m, n, k, ad[i*m*k:], lda, dout[i*m*n:], db, ldb)
+				}
+			default:
+				for i := range batch {
+					matmulGradB(transA, transB, m, n, k, ad[i*m*k:], lda, dout[i*m*n:], db[i*k*n:], ldb)
+				}
+			}
+		}
+	})
+	return out
+}
+
+// matmulGradB accumulates the gradient of op(b) for one matrix of a batch.
+func matmulGradB(transA, transB bool, m, n, k int, a []float32, lda int, dout, db []float32, ldb int) {
+	if transB {
+		// b stored [N, K]: dB = dCᵀ · op(a), [N, M]·[M, K].
+		Gemm(true, transA, n, k, m, 1, dout, n, a, lda, 1, db, ldb)
+		return
+	}
+	// b stored [K, N]: dB = op(a)ᵀ · dC, [K, M]·[M, N].
+	Gemm(!transA, false, k, n, m, 1, a, lda, dout, n, 1, db, ldb)
+}
+
+// gemmAnyB is Gemm with a B operand of any storage dtype.
+func gemmAnyB(transA, transB bool, m, n, k int, a []float32, lda int, b elems, ldb int, beta float32, c []float32, ldc int) {
+	if b.st.dtype == F32 {
+		Gemm(transA, transB, m, n, k, 1, a, lda, b.st.f32[b.off:b.off+b.n], ldb, beta, c, ldc)
+		return
+	}
+	GemmB16(transA, transB, m, n, k, 1, a, lda, b.st.u16[b.off:b.off+b.n], b.st.dtype == BF16, ldb, beta, c, ldc)
+}

@@ -1,0 +1,214 @@
+package tensor
+
+import (
+	"fmt"
+	"math"
+)
+
+// GELU applies the Gaussian error linear unit: exact (erf) or PyTorch's tanh
+// approximation. It saves its input.
+func GELU(x *Tensor, approxTanh bool) *Tensor {
+	xd := mustF32("GELU", x)
+	out := newTensor(false, x.shape...)
+	geluForward(out.Data(), xd, approxTanh)
+	if needsGrad(x) {
+		record(out, "GELU", []*Tensor{x}, []*Tensor{x}, func(dout []float32, dx gradFn) {
+			geluBackward(dx(0), dout, xd, approxTanh)
+		})
+	}
+	return out
+}
+
+// SiLU applies x·sigmoid(x). It saves its input.
+func SiLU(x *Tensor) *Tensor {
+	xd := mustF32("SiLU", x)
+	out := newTensor(false, x.shape...)
+	siluForward(out.Data(), xd)
+	if needsGrad(x) {
+		record(out, "SiLU", []*Tensor{x}, []*Tensor{x}, func(dout []float32, dx gradFn) {
+			siluBackward(dx(0), dout, xd)
+		})
+	}
+	return out
+}
+
+// Softmax normalises the last axis. It saves its output.
+func Softmax(x *Tensor) *Tensor {
+	xd := mustF32("Softmax", x)
+	c := x.Dim(-1)
+	out := newTensor(false, x.shape...)
+	od := out.Data()
+	softmaxForward(od, xd, x.Len()/max(c, 1), c)
+	if needsGrad(x) {
+		record(out, "Softmax", []*Tensor{x}, []*Tensor{out}, func(dout []float32, dx gradFn) {
+			softmaxBackward(dx(0), dout, od, len(od)/max(c, 1), c)
+		})
+	}
+	return out
+}
+
+// optF32 returns t's data, or nil for a nil tensor.
+func optF32(op string, t *Tensor) []float32 {
+	if t == nil {
+		return nil
+	}
+	return mustF32(op, t)
+}
+
+// checkVec panics unless t is nil or a vector of n elements.
+func checkVec(op, what string, t *Tensor, n int, x *Tensor) {
+	if t != nil && (t.Rank() != 1 || t.shape[0] != n) {
+		panic(fmt.Sprintf("tensor.%s: %s shape %v for input %v (want [%d])", op, what, t.shape, x.shape, n))
+	}
+}
+
+// LayerNorm normalises the last axis of x, then applies w and b when they are not nil
+// (both [C]). It saves x, w, and the per-row mean and 1/std.
+func LayerNorm(x, w, b *Tensor, eps float32) *Tensor {
+	c := x.Dim(-1)
+	checkVec("LayerNorm", "weight", w, c, x)
+	checkVec("LayerNorm", "bias", b, c, x)
+	rows := x.Len() / max(c, 1)
+	xd, wd, bd := mustF32("LayerNorm", x), optF32("LayerNorm", w), optF32("LayerNorm", b)
+	out := newTensor(false, x.shape...)
+	stats := newTensor(false, 2, rows)
+	mean, rstd := stats.Data()[:rows], stats.Data()[rows:]
+	layerNormForward(out.Data(), mean, rstd, xd, wd, bd, rows, c, eps)
+	defer stats.Release()
+	if needsGrad(x, w, b) {
+		record(out, "LayerNorm", []*Tensor{x, w, b}, []*Tensor{x, w, stats}, func(dout []float32, dx gradFn) {
+			layerNormBackward(dx(0), dx(1), dx(2), dout, xd, wd, mean, rstd, rows, c)
+		})
+	}
+	return out
+}
+
+// GroupNorm normalises x [N, C, ...] over groups of C/groups channels and all spatial
+// positions, then applies per-channel w and b when not nil. It saves x, w and the
+// per-group statistics.
+func GroupNorm(x *Tensor, groups int, w, b *Tensor, eps float32) *Tensor {
+	if x.Rank() < 2 || groups <= 0 || x.shape[1]%groups != 0 {
+		panic(fmt.Sprintf("tensor.GroupNorm: %d groups for input %v", groups, x.shape))
+	}
+	n, c := x.shape[0], x.shape[1]
+	hw := x.Len() / max(n*c, 1)
+	checkVec("GroupNorm", "weight", w, c, x)
+	checkVec("GroupNorm", "bias", b, c, x)
+	xd, wd, bd := mustF32("GroupNorm", x), optF32("GroupNorm", w), optF32("GroupNorm", b)
+	out := newTensor(false, x.shape...)
+	stats := newTensor(false, 2, n*groups)
+	mean, rstd := stats.Data()[:n*groups], stats.Data()[n*groups:]
+	groupNormForward(out.Data(), mean, rstd, xd, wd, bd, n, c, hw, groups, eps)
+	defer stats.Release()
+	if needsGrad(x, w, b) {
+		record(out, "GroupNorm", []*Tensor{x, w, b}, []*Tensor{x, w, stats}, func(dout []float32, dx gradFn) {
+			groupNormBackward(dx(0), dx(1), dx(2), dout, xd, wd, mean, rstd, n, c, hw, groups)
+		})
+	}
+	return out
+}
+
+// RMSNorm divides the last axis of x by its root mean square and applies w when not
+// nil. It saves x, w and the per-row 1/rms.
+func RMSNorm(x, w *Tensor, eps float32) *Tensor {
+	c := x.Dim(-1)
+	checkVec("RMSNorm", "weight", w, c, x)
+	rows := x.Len() / max(c, 1)
+	xd, wd := mustF32("RMSNorm", x), optF32("RMSNorm", w)
+	out := newTensor(false, x.shape...)
+	rs := newTensor(false, rows)
+	rstd := rs.Data()
+	rmsNormForward(out.Data(), rstd, xd, wd, rows, c, eps)
+	defer rs.Release()
+	if needsGrad(x, w) {
+		record(out, "RMSNorm", []*Tensor{x, w}, []*Tensor{x, w, rs}, func(dout []float32, dx gradFn) {
+			rmsNormBackward(dx(0), dx(1), dout, xd, wd, rstd, rows, c)
+		})
+	}
+	return out
+}
+
+// Conv2d convolves x [N, C, H, W] with w [O, C/groups, KH, KW] and adds bias [O] when
+// not nil, with the same stride and zero padding on both axes. w may be stored as
+// BF16 or F16. It saves x only if w needs a gradient and w only if x needs one.
+func Conv2d(x, w, bias *Tensor, stride, padding, groups int) *Tensor {
+	if x.Rank() != 4 || w.Rank() != 4 || groups <= 0 || x.shape[1] != w.shape[1]*groups || w.shape[0]%groups != 0 || stride <= 0 || padding < 0 {
+		panic(fmt.Sprintf("tensor.Conv2d: input %v, weight %v, stride %d, padding %d, groups %d", x.shape, w.shape, stride, padding, groups))
+	}
+	p := ConvParams{N: x.shape[0], C: x.shape[1], H: x.shape[2], W: x.shape[3], O: w.shape[0], KH: w.shape[2], KW: w.shape[3],
+		StrideH: stride, StrideW: stride, PadH: padding, PadW: padding, Groups: groups}
+	if p.OH() <= 0 || p.OW() <= 0 {
+		panic(fmt.Sprintf("tensor.Conv2d: input %v too small for weight %v with padding %d", x.shape, w.shape, padding))
+	}
+	checkVec("Conv2d", "bias", bias, p.O, x)
+	xd, bd := mustF32("Conv2d", x), optF32("Conv2d", bias)
+	we := elemsOf(w)
+	wd, done := we.f32()
+	out := newTensor(false, p.N, p.O, p.OH(), p.OW())
+	conv2dForward(out.Data(), xd, wd, bd, p)
+	done()
+	if !needsGrad(x, w, bias) {
+		return out
+	}
+	var saved []*Tensor
+	if wants(w) {
+		saved = append(saved, x)
+	}
+	if wants(x) {
+		saved = append(saved, w)
+	}
+	record(out, "Conv2d", []*Tensor{x, w, bias}, saved, func(dout []float32, dx gradFn) {
+		wd, done := we.f32()
+		defer done()
+		conv2dBackward(dx(0), dx(1), dx(2), dout, xd, wd, p)
+	})
+	return out
+}
+
+// UpsampleNearest2x doubles the last two axes of x [N, C, H, W] by repetition.
+func UpsampleNearest2x(x *Tensor) *Tensor {
+	if x.Rank() != 4 {
+		panic(fmt.Sprintf("tensor.UpsampleNearest2x: input %v is not [N, C, H, W]", x.shape))
+	}
+	nc, h, w := x.shape[0]*x.shape[1], x.shape[2], x.shape[3]
+	out := newTensor(false, x.shape[0], x.shape[1], 2*h, 2*w)
+	upsampleNearest2xForward(out.Data(), mustF32("UpsampleNearest2x", x), nc, h, w)
+	if needsGrad(x) {
+		record(out, "UpsampleNearest2x", []*Tensor{x}, nil, func(dout []float32, dx gradFn) {
+			upsampleNearest2xBackward(dx(0), dout, nc, h, w)
+		})
+	}
+	return out
+}
+
+// Attention is fused scaled-dot-product attention, softmax(q·kᵀ/√D + mask)·v per head,
+// on the layout a Linear produces: q [B, Tq, H·D], k and v [B, Tk, H·D], output
+// [B, Tq, H·D]. mask is nil or an additive [B, Tk] key mask (0 keeps, -Inf drops);
+// causal lets query i see keys j <= i (Tq must equal Tk). It never forms the Tq×Tk
+// matrix: it saves q, k, v, the output and the per-row log-sum-exp, O(T) per head.
+func Attention(q, k, v *Tensor, heads int, mask *Tensor, causal bool) *Tensor {
+	if q.Rank() != 3 || k.Rank() != 3 || v.Rank() != 3 || heads <= 0 || q.shape[2]%heads != 0 ||
+		k.shape[0] != q.shape[0] || v.shape[0] != q.shape[0] || k.shape[2] != q.shape[2] || v.shape[2] != q.shape[2] || k.shape[1] != v.shape[1] {
+		panic(fmt.Sprintf("tensor.Attention: q %v, k %v, v %v with %d heads", q.shape, k.shape, v.shape, heads))
+	}
+	b, tq, tk, d := q.shape[0], q.shape[1], k.shape[1], q.shape[2]/heads
+	if causal && tq != tk {
+		panic(fmt.Sprintf("tensor.Attention: causal attention needs Tq == Tk, got q %v and k %v", q.shape, k.shape))
+	}
+	if mask != nil && (mask.Rank() != 2 || mask.shape[0] != b || mask.shape[1] != tk) {
+		panic(fmt.Sprintf("tensor.Attention: mask %v for keys %v (want [%d %d])", mask.shape, k.shape, b, tk))
+	}
+	qd, kd, vd, md := mustF32("Attention", q), mustF32("Attention", k), mustF32("Attention", v), optF32("Attention", mask)
+	scale := float32(1 / math.Sqrt(float64(d)))
+	out := newTensor(false, q.shape...)
+	lseT := newTensor(false, b, heads, tq)
+	od, lse := out.Data(), lseT.Data()
+	attentionForward(od, lse, qd, kd, vd, md, b, heads, tq, tk, d, scale, causal)
+	defer lseT.Release()
+	if needsGrad(q, k, v) {
+		record(out, "Attention", []*Tensor{q, k, v}, []*Tensor{q, k, v, out, lseT, mask}, func(dout []float32, dx gradFn) {
+			attentionBackward(dx(0), dx(1), dx(2), dout, qd, kd, vd, od, lse, md, b, heads, tq, tk, d, scale, causal)
+		})
+	}
+	return out
+}
