@@ -140,4 +140,3 @@ func TestEmbeddingRejectsBadID(t *testing.T) {
 	}
 	y.Release()
 }
-
