@@ -94,26 +94,22 @@ func ReleaseParams(m Module) {
 
 // uniform returns a trainable leaf with values drawn uniformly from [-bound, bound).
 func uniform(rng *rand.Rand, bound float64, shape ...int) *tensor.Tensor {
-	n := 1
-	for _, d := range shape {
-		n *= d
-	}
-	d := make([]float32, n)
-	for i := range d {
-		d[i] = float32((2*rng.Float64() - 1) * bound)
-	}
-	return tensor.FromFloat32(d, shape...).SetRequiresGrad(true)
+	return randomParam(func() float64 { return (2*rng.Float64() - 1) * bound }, shape)
 }
 
 // normal returns a trainable leaf with values drawn from N(0, std²).
 func normal(rng *rand.Rand, std float64, shape ...int) *tensor.Tensor {
+	return randomParam(func() float64 { return rng.NormFloat64() * std }, shape)
+}
+
+func randomParam(draw func() float64, shape []int) *tensor.Tensor {
 	n := 1
 	for _, d := range shape {
 		n *= d
 	}
 	d := make([]float32, n)
 	for i := range d {
-		d[i] = float32(rng.NormFloat64() * std)
+		d[i] = float32(draw())
 	}
 	return tensor.FromFloat32(d, shape...).SetRequiresGrad(true)
 }
