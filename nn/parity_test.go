@@ -81,3 +81,16 @@ func expectClose(t *testing.T, name string, got, want *tensor.Tensor, tol float6
 		t.Fatalf("%s: %v exceeds %.0e", name, d, tol)
 	}
 }
+
+// TestReadInts reads the DiT reference labels (I64) and refuses a float tensor.
+func TestReadInts(t *testing.T) {
+	io := openGolden(t, filepath.Join(golden.Dir(t), "dit", "io.safetensors"))
+	info, _ := io.Info("y")
+	ys, shape, err := ReadInts(io, "y")
+	if err != nil || len(ys) != int(info.NumElements()) || len(shape) != 1 {
+		t.Fatalf("ReadInts(y) = %v, %v, %v", ys, shape, err)
+	}
+	if _, _, err := ReadInts(io, "x"); err == nil {
+		t.Fatal("ReadInts accepted a float tensor")
+	}
+}

@@ -154,6 +154,35 @@ func ReadTensor(f *safetensors.File, name string) (*tensor.Tensor, error) {
 	return t, nil
 }
 
+// ReadInts reads an integer tensor (I64 or I32, as reference files store labels,
+// token ids and masks) as []int, with its shape.
+func ReadInts(f *safetensors.File, name string) ([]int, []int, error) {
+	info, ok := f.Info(name)
+	if !ok {
+		return nil, nil, fmt.Errorf("%s: no tensor %q", f.Path(), name)
+	}
+	raw, err := f.Bytes(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []int
+	switch info.DType {
+	case safetensors.I64:
+		out = make([]int, len(raw)/8)
+		for i := range out {
+			out[i] = int(int64(binary.LittleEndian.Uint64(raw[8*i:])))
+		}
+	case safetensors.I32:
+		out = make([]int, len(raw)/4)
+		for i := range out {
+			out[i] = int(int32(binary.LittleEndian.Uint32(raw[4*i:])))
+		}
+	default:
+		return nil, nil, fmt.Errorf("%s: tensor %q is %s, not an integer type (I64 or I32)", f.Path(), name, info.DType)
+	}
+	return out, info.Shape, nil
+}
+
 // SaveFile writes m's parameters (named with prefix) to a safetensors file atomically,
 // in their own storage dtype, with optional metadata.
 func SaveFile(m Module, path, prefix string, metadata map[string]string) error {

@@ -118,6 +118,13 @@ func BackwardWith(outs, grads []*Tensor) {
 		}
 		return g.Data()
 	}
+	recorded := false
+	for _, o := range outs {
+		recorded = recorded || o.node != nil
+	}
+	if !recorded {
+		panic("tensor.BackwardWith: no output has a graph (no input requires a gradient, or it ran under NoGrad)")
+	}
 	for k, o := range outs {
 		if numel(grads[k].shape) != o.Len() {
 			panic(fmt.Sprintf("tensor.BackwardWith: gradient %v for output %v", grads[k].shape, o.shape))

@@ -119,6 +119,7 @@ func TestGradElementwise(t *testing.T) {
 		}
 	}
 	cases = append(cases,
+		gradCase{name: "AddScalar", shapes: [][]int{{2, 5}}, f: func(in []*Tensor) *Tensor { return AddScalar(in[0], 0.25) }},
 		gradCase{name: "Scale", shapes: [][]int{{3, 7}}, f: func(in []*Tensor) *Tensor { return Scale(in[0], -1.5) }},
 		gradCase{name: "SumAll", shapes: [][]int{{3, 7}}, f: func(in []*Tensor) *Tensor { return Sum(in[0], false) }},
 		gradCase{name: "SumAxis1", shapes: [][]int{{3, 7, 2}}, f: func(in []*Tensor) *Tensor { return Sum(in[0], false, 1) }},

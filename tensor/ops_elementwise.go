@@ -328,3 +328,19 @@ func normAxes(axes []int, rank int) []int {
 	}
 	return out
 }
+
+// AddScalar returns x + c.
+func AddScalar(x *Tensor, c float32) *Tensor {
+	xd := mustF32("AddScalar", x)
+	out := newTensor(false, x.shape...)
+	o := out.Data()
+	parallelFor(len(o), 1<<15, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			o[i] = xd[i] + c
+		}
+	})
+	if needsGrad(x) {
+		record(out, "AddScalar", []*Tensor{x}, nil, func(dout []float32, dx gradFn) { add(dx(0), dout) })
+	}
+	return out
+}
