@@ -7,9 +7,21 @@ import (
 	"github.com/difftune/difftune/tensor"
 )
 
-// Linear is y = x·Wᵀ + b with W [out, in] and b [out] (nil without bias).
+// Linear is y = x·Wᵀ + b with W [out, in] and b [out] (nil without bias). When an
+// Adapter is attached, it computes the output instead (package adapters).
 type Linear struct {
 	Weight, Bias *tensor.Tensor
+	Adapter      LinearAdapter
+}
+
+// LinearAdapter computes an adapted Linear layer's output from the layer and x.
+type LinearAdapter interface {
+	ForwardLinear(l *Linear, x *tensor.Tensor) *tensor.Tensor
+}
+
+// ConvAdapter computes an adapted Conv2d layer's output from the layer and x.
+type ConvAdapter interface {
+	ForwardConv(c *Conv2d, x *tensor.Tensor) *tensor.Tensor
 }
 
 // NewLinear returns a Linear initialised as PyTorch does (uniform ±1/√in).
@@ -23,11 +35,19 @@ func NewLinear(rng *rand.Rand, in, out int, bias bool) *Linear {
 
 // Params returns "weight" and "bias".
 func (l *Linear) Params(prefix string) []Param {
-	return named(prefix, Param{"weight", &l.Weight}, Param{"bias", &l.Bias})
+	return Named(prefix, l, Param{Name: "weight", Ptr: &l.Weight}, Param{Name: "bias", Ptr: &l.Bias})
 }
 
 // Forward applies the layer to x [..., in].
 func (l *Linear) Forward(x *tensor.Tensor) *tensor.Tensor {
+	if l.Adapter != nil {
+		return l.Adapter.ForwardLinear(l, x)
+	}
+	return l.Plain(x)
+}
+
+// Plain applies the layer without its adapter.
+func (l *Linear) Plain(x *tensor.Tensor) *tensor.Tensor {
 	y := tensor.MatMul(x, l.Weight, false, true)
 	if l.Bias == nil {
 		return y
@@ -36,10 +56,12 @@ func (l *Linear) Forward(x *tensor.Tensor) *tensor.Tensor {
 	return tensor.Add(y, l.Bias)
 }
 
-// Conv2d is a 2-D convolution with square stride and zero padding.
+// Conv2d is a 2-D convolution with square stride and zero padding. When an Adapter
+// is attached, it computes the output instead.
 type Conv2d struct {
 	Weight, Bias            *tensor.Tensor
 	Stride, Padding, Groups int
+	Adapter                 ConvAdapter
 }
 
 // NewConv2d returns a Conv2d with a k×k kernel initialised as PyTorch does.
@@ -57,11 +79,19 @@ func NewConv2d(rng *rand.Rand, in, out, k, stride, padding, groups int, bias boo
 
 // Params returns "weight" and "bias".
 func (c *Conv2d) Params(prefix string) []Param {
-	return named(prefix, Param{"weight", &c.Weight}, Param{"bias", &c.Bias})
+	return Named(prefix, c, Param{Name: "weight", Ptr: &c.Weight}, Param{Name: "bias", Ptr: &c.Bias})
 }
 
 // Forward convolves x [N, C, H, W].
 func (c *Conv2d) Forward(x *tensor.Tensor) *tensor.Tensor {
+	if c.Adapter != nil {
+		return c.Adapter.ForwardConv(c, x)
+	}
+	return c.Plain(x)
+}
+
+// Plain applies the convolution without its adapter.
+func (c *Conv2d) Plain(x *tensor.Tensor) *tensor.Tensor {
 	return tensor.Conv2d(x, c.Weight, c.Bias, c.Stride, c.Padding, c.Groups)
 }
 
@@ -80,7 +110,7 @@ func NewGroupNorm(groups, channels int, eps float32) *GroupNorm {
 
 // Params returns "weight" and "bias".
 func (g *GroupNorm) Params(prefix string) []Param {
-	return named(prefix, Param{"weight", &g.Weight}, Param{"bias", &g.Bias})
+	return Named(prefix, g, Param{Name: "weight", Ptr: &g.Weight}, Param{Name: "bias", Ptr: &g.Bias})
 }
 
 // Forward normalises x.
@@ -106,7 +136,7 @@ func NewLayerNorm(dim int, eps float32, affine bool) *LayerNorm {
 
 // Params returns "weight" and "bias" when affine.
 func (l *LayerNorm) Params(prefix string) []Param {
-	return named(prefix, Param{"weight", &l.Weight}, Param{"bias", &l.Bias})
+	return Named(prefix, l, Param{Name: "weight", Ptr: &l.Weight}, Param{Name: "bias", Ptr: &l.Bias})
 }
 
 // Forward normalises x.
@@ -125,7 +155,9 @@ func NewEmbedding(rng *rand.Rand, num, dim int) *Embedding {
 }
 
 // Params returns "weight".
-func (e *Embedding) Params(prefix string) []Param { return named(prefix, Param{"weight", &e.Weight}) }
+func (e *Embedding) Params(prefix string) []Param {
+	return Named(prefix, e, Param{Name: "weight", Ptr: &e.Weight})
+}
 
 // Forward returns the rows for ids as [len(ids), dim]. It returns an error naming the
 // id when one is out of range, since ids may come from files.

@@ -11,8 +11,9 @@ import (
 // Param is one named parameter slot. Ptr points at the layer's field so that loading
 // can replace the tensor (for example with a BF16 one).
 type Param struct {
-	Name string
-	Ptr  **tensor.Tensor
+	Name  string
+	Ptr   **tensor.Tensor
+	Owner Module // the layer the parameter belongs to (a *Linear, *Conv2d, ...)
 }
 
 // T returns the parameter's current tensor.
@@ -24,12 +25,13 @@ type Module interface {
 	Params(prefix string) []Param
 }
 
-// named prefixes each parameter's name and drops absent (nil) parameters.
-func named(prefix string, ps ...Param) []Param {
+// Named prefixes each parameter's name, records owner as the layer holding it, and
+// drops absent (nil) parameters. Layers outside this package use it in Params.
+func Named(prefix string, owner Module, ps ...Param) []Param {
 	out := make([]Param, 0, len(ps))
 	for _, p := range ps {
 		if *p.Ptr != nil {
-			out = append(out, Param{Name: prefix + p.Name, Ptr: p.Ptr})
+			out = append(out, Param{Name: prefix + p.Name, Ptr: p.Ptr, Owner: owner})
 		}
 	}
 	return out

@@ -33,7 +33,7 @@ func (m MemStats) String() string {
 }
 
 // CPU is the default device.
-var CPU = &cpuDevice{pool32: map[int][][]float32{}, pool16: map[int][][]uint16{}, maxPooled: 1 << 30}
+var CPU = &cpuDevice{pool32: map[int][][]float32{}, pool16: map[int][][]uint16{}, pool8: map[int][][]uint8{}, maxPooled: 1 << 30}
 
 // cpuDevice allocates from exact-size free lists: a training step repeats the same
 // shapes, so after the first step every request is a pool hit.
@@ -42,6 +42,7 @@ type cpuDevice struct {
 	stats     MemStats
 	pool32    map[int][][]float32
 	pool16    map[int][][]uint16
+	pool8     map[int][][]uint8
 	maxPooled int64
 }
 
@@ -69,6 +70,7 @@ func SetPoolLimit(bytes int64) {
 	if bytes == 0 {
 		clear(CPU.pool32)
 		clear(CPU.pool16)
+		clear(CPU.pool8)
 		CPU.stats.Pooled = 0
 	}
 }
@@ -85,33 +87,32 @@ func (d *cpuDevice) alloc(dt DType, n int, zero bool) *Storage {
 	d.stats.Allocs++
 	d.stats.Live += bytes
 	d.stats.Peak = max(d.stats.Peak, d.stats.Live)
-	if dt == F32 {
-		if l := d.pool32[n]; len(l) > 0 {
-			s.f32 = l[len(l)-1]
-			l[len(l)-1] = nil
-			d.pool32[n] = l[:len(l)-1]
-			d.stats.Pooled -= bytes
-		}
-	} else if l := d.pool16[n]; len(l) > 0 {
-		s.u16 = l[len(l)-1]
-		l[len(l)-1] = nil
-		d.pool16[n] = l[:len(l)-1]
-		d.stats.Pooled -= bytes
+	switch dt {
+	case F32:
+		s.f32 = take(d.pool32, n)
+	case byteMask:
+		s.u8 = take(d.pool8, n)
+	default:
+		s.u16 = take(d.pool16, n)
 	}
-	hit := s.f32 != nil || s.u16 != nil
-	if !hit {
+	hit := s.f32 != nil || s.u16 != nil || s.u8 != nil
+	if hit {
+		d.stats.Pooled -= bytes
+	} else {
 		d.stats.PoolMiss++
 	}
 	d.mu.Unlock()
 	switch {
 	case !hit && dt == F32:
 		s.f32 = make([]float32, n)
+	case !hit && dt == byteMask:
+		s.u8 = make([]uint8, n)
 	case !hit:
 		s.u16 = make([]uint16, n)
-	case zero && dt == F32:
-		clear(s.f32)
 	case zero:
+		clear(s.f32)
 		clear(s.u16)
+		clear(s.u8)
 	}
 	return s
 }
@@ -126,11 +127,26 @@ func (d *cpuDevice) free(s *Storage) {
 		return
 	}
 	d.stats.Pooled += bytes
-	if s.dtype == F32 {
+	switch s.dtype {
+	case F32:
 		d.pool32[s.n] = append(d.pool32[s.n], s.f32)
-	} else {
+	case byteMask:
+		d.pool8[s.n] = append(d.pool8[s.n], s.u8)
+	default:
 		d.pool16[s.n] = append(d.pool16[s.n], s.u16)
 	}
+}
+
+// take pops a buffer of exactly n elements from a free list, or returns nil.
+func take[T any](pool map[int][][]T, n int) []T {
+	l := pool[n]
+	if len(l) == 0 {
+		return nil
+	}
+	b := l[len(l)-1]
+	l[len(l)-1] = nil
+	pool[n] = l[:len(l)-1]
+	return b
 }
 
 func (d *cpuDevice) addSaved(delta int64) {
@@ -147,6 +163,7 @@ type Storage struct {
 	n        int
 	f32      []float32
 	u16      []uint16
+	u8       []uint8
 	refs     int32
 	saves    int32 // how many graph nodes keep this storage for backward
 	activ    bool  // produced by an op (counted in Saved when kept); leaves are not
@@ -170,7 +187,7 @@ func (s *Storage) release() {
 	s.refs--
 	if s.refs == 0 {
 		s.dev.free(s)
-		s.f32, s.u16 = nil, nil
+		s.f32, s.u16, s.u8 = nil, nil, nil
 	}
 }
 

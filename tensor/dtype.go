@@ -11,12 +11,18 @@ const (
 	F32 DType = iota
 	BF16
 	F16
+	// byteMask is one byte per element: the dropout masks the activation form of an
+	// adapter keeps, as PyTorch does. It is internal to the package.
+	byteMask
 )
 
 // Size returns the element size in bytes.
 func (d DType) Size() int {
-	if d == F32 {
+	switch d {
+	case F32:
 		return 4
+	case byteMask:
+		return 1
 	}
 	return 2
 }
@@ -29,6 +35,8 @@ func (d DType) String() string {
 		return "BF16"
 	case F16:
 		return "F16"
+	case byteMask:
+		return "U8"
 	}
 	return fmt.Sprintf("DType(%d)", uint8(d))
 }
