@@ -52,7 +52,7 @@ func TestSavedBytesLinearGELULinear(t *testing.T) {
 			}
 			tensor.Release(x, h1, g, y, loss)
 			var grads int64
-			for _, p := range append(append(l1.Params(""), l2.Params("")...), Param{"s", &s}) {
+			for _, p := range append(append(l1.Params(""), l2.Params("")...), Param{Name: "s", Ptr: &s}) {
 				if gr := p.T().Grad(); gr != nil {
 					grads += gr.Bytes()
 				}
@@ -60,7 +60,7 @@ func TestSavedBytesLinearGELULinear(t *testing.T) {
 			if got := tensor.CPU.Stats().Live; got != base+grads {
 				t.Fatalf("live bytes after release = %d, want parameter baseline %d + gradients %d", got, base, grads)
 			}
-			for _, p := range append(append(l1.Params(""), l2.Params("")...), Param{"s", &s}) {
+			for _, p := range append(append(l1.Params(""), l2.Params("")...), Param{Name: "s", Ptr: &s}) {
 				p.T().ZeroGrad()
 			}
 			if got := tensor.CPU.Stats().Live; got != base {
