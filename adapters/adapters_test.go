@@ -189,7 +189,7 @@ func TestSavedBytes(t *testing.T) {
 		{LoRA, Activation, 0, x4 + 3*4*int64(n*r)}, // x shared, H per adapter
 		{LoRA, Activation, 0.1, 3 * (x4 + int64(n*dim) + 4*int64(n*r))}, // x̃ + byte mask + H per adapter
 		{DoRA, Weight, 0, x4},
-		{DoRA, Activation, 0, x4 + 3*4*int64(n*r+n*dim+dim)}, // + H, the pre-scale output, the scale
+		{DoRA, Activation, 0, x4 + 3*4*int64(n*r+n*dim+2*dim)}, // + H, the pre-scale output, the scale and the detached norm
 		{LoHa, Weight, 0, x4},
 		{LoHa, Activation, 0, x4 + 3*4*int64(3*dim*dim)}, // + both products and ΔW per adapter
 		{LoKr, Weight, 0, x4},

@@ -97,9 +97,9 @@ func Merge(m nn.Module, files []Weighted) (*Merged, error) {
 			im := implFromFile(j.mod, cur)
 			w2 := im.merged(cur) // f(W), float32
 			if j.w != 1 {
-				d := tensor.Sub(w2, cur.Clone())
+				base := cur.Clone() // float32
+				d := tensor.Sub(w2, base)
 				ds := tensor.Scale(d, float32(j.w))
-				base := cur.Clone()
 				w2.Release()
 				w2 = tensor.Add(base, ds)
 				tensor.Release(d, ds, base)

@@ -114,7 +114,9 @@ func TestLoadErrorsNameKeys(t *testing.T) {
 			}
 		})
 	}
-	if err := LoadFile(newBlock(6), filepath.Join(dir, "nope.safetensors"), LoadOptions{}); err == nil || !strings.Contains(err.Error(), "nope.safetensors") {
+	b6 := newBlock(6)
+	defer ReleaseParams(b6)
+	if err := LoadFile(b6, filepath.Join(dir, "nope.safetensors"), LoadOptions{}); err == nil || !strings.Contains(err.Error(), "nope.safetensors") {
 		t.Fatalf("missing file: %v", err)
 	}
 	if _, err := os.Stat(path); err != nil {

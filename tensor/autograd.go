@@ -14,6 +14,7 @@ type gradFn func(i int) []float32
 type node struct {
 	op       string
 	inputs   []*Tensor
+	needs    []bool // whether input i needed a gradient when the op was recorded
 	saved    []*Storage
 	backward func(dout []float32, dx gradFn)
 	freed    bool
@@ -54,7 +55,13 @@ func wants(t *Tensor) bool { return t != nil && t.requiresGrad && GradEnabled() 
 // backward's gradFn indexes them; saved are the tensors backward reads, retained until
 // the node is freed.
 func record(out *Tensor, op string, inputs []*Tensor, saved []*Tensor, backward func(dout []float32, dx gradFn)) {
-	n := &node{op: op, inputs: inputs, backward: backward}
+	n := &node{op: op, inputs: inputs, backward: backward, needs: make([]bool, len(inputs))}
+	for i, in := range inputs {
+		// What the op saved was decided by which inputs needed gradients now; a
+		// parameter unfrozen before Backward must not make backward read an input
+		// that was never kept.
+		n.needs[i] = in != nil && in.requiresGrad
+	}
 	for _, s := range saved {
 		if s == nil {
 			continue
@@ -106,6 +113,9 @@ func BackwardWith(outs, grads []*Tensor) {
 			return nil
 		}
 		if t.node == nil { // leaf: persistent gradient
+			if t.st == nil {
+				return nil // released by its owner: nobody can read a gradient
+			}
 			if t.grad == nil {
 				t.grad = Zeros(t.shape...)
 			}
@@ -125,6 +135,7 @@ func BackwardWith(outs, grads []*Tensor) {
 	if !recorded {
 		panic("tensor.BackwardWith: no output has a graph (no input requires a gradient, or it ran under NoGrad)")
 	}
+	order := topoOrder(outs) // panics on a freed graph before anything is allocated
 	for k, o := range outs {
 		if numel(grads[k].shape) != o.Len() {
 			panic(fmt.Sprintf("tensor.BackwardWith: gradient %v for output %v", grads[k].shape, o.shape))
@@ -133,12 +144,17 @@ func BackwardWith(outs, grads []*Tensor) {
 			add(d, grads[k].Data())
 		}
 	}
-	for _, t := range topoOrder(outs) {
+	for _, t := range order {
 		n := t.node
 		g := acc[t]
 		delete(acc, t)
 		if g != nil {
-			n.backward(g.Data(), func(i int) []float32 { return dx(n.inputs[i]) })
+			n.backward(g.Data(), func(i int) []float32 {
+				if !n.needs[i] {
+					return nil
+				}
+				return dx(n.inputs[i])
+			})
 			g.Release()
 		}
 		n.free()
@@ -172,7 +188,11 @@ func topoOrder(outs []*Tensor) []*Tensor {
 			if f.next < len(f.t.node.inputs) {
 				in := f.t.node.inputs[f.next]
 				f.next++
-				if in != nil && in.node != nil && !in.node.freed && !seen[in] {
+				if in != nil && in.node != nil && in.node.freed {
+					panic(fmt.Sprintf("tensor.Backward: input %d of %s was already freed by an earlier Backward or DropGraph; "+
+						"run one BackwardWith over every output that shares it", f.next-1, f.t.node.op))
+				}
+				if in != nil && in.node != nil && !seen[in] {
 					seen[in] = true
 					stack = append(stack, frame{t: in})
 				}
@@ -204,16 +224,26 @@ func Checkpoint(f func(in []*Tensor) *Tensor, inputs ...*Tensor) *Tensor {
 	}
 	var out *Tensor
 	NoGrad(func() { out = f(inputs) })
+	// Keep the inputs' storage and flags, not the *Tensors: callers may release their
+	// inputs after the forward pass, as with any other op.
+	kept := make([]elems, len(inputs))
+	shapes := make([][]int, len(inputs))
+	grads := make([]bool, len(inputs))
+	for i, in := range inputs {
+		kept[i], shapes[i], grads[i] = elemsOf(in), slices.Clone(in.shape), in.requiresGrad
+	}
 	record(out, "checkpoint", inputs, inputs, func(dout []float32, dx gradFn) {
 		leaves := make([]*Tensor, len(inputs))
-		for i, in := range inputs {
-			leaves[i] = in.Detach()
-			leaves[i].requiresGrad = in.requiresGrad
+		for i, e := range kept {
+			e.st.retain()
+			leaves[i] = &Tensor{st: e.st, off: e.off, shape: shapes[i], requiresGrad: grads[i]}
 		}
 		re := f(leaves)
-		g := FromFloat32(dout, re.shape...)
-		BackwardWith([]*Tensor{re}, []*Tensor{g})
-		g.Release()
+		if re.node != nil { // nothing inside may need a gradient (a frozen block)
+			g := FromFloat32(dout, re.shape...)
+			BackwardWith([]*Tensor{re}, []*Tensor{g})
+			g.Release()
+		}
 		re.Release()
 		for i, l := range leaves {
 			if d := dx(i); d != nil && l.grad != nil {

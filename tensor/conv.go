@@ -233,9 +233,12 @@ func conv2dForward(out, x, w, bias []float32, p ConvParams) {
 //     one image overlap in dx, so a worker owns whole (image, group) pairs; with few
 //     images the tiles run in turn with a parallel Gemm and a channel-parallel col2im.
 func conv2dBackward(dx, dw, dbias, dout, x, w []float32, p ConvParams) {
-	p.checkBuffers("conv2dBackward", "dout", dout, x, w, nil, false, false, false)
-	kernelCheckOptLen("conv2dBackward", "dx", dx, len(x))
-	kernelCheckOptLen("conv2dBackward", "dw", dw, len(w))
+	// x is read only for dw and w only for dx, so callers that keep just what the
+	// requested gradients need may pass nil for the other.
+	p.checkBuffers("conv2dBackward", "dout", dout, x, w, nil, false, dw == nil, dx == nil)
+	xLen, wLen := p.N*p.C*p.H*p.W, p.O*(p.C/p.Groups)*p.KH*p.KW
+	kernelCheckOptLen("conv2dBackward", "dx", dx, xLen)
+	kernelCheckOptLen("conv2dBackward", "dw", dw, wLen)
 	kernelCheckOptLen("conv2dBackward", "dbias", dbias, p.O)
 	G := p.Groups
 	Cg, Og := p.C/G, p.O/G
@@ -267,7 +270,11 @@ func conv2dBackward(dx, dw, dbias, dout, x, w []float32, p ConvParams) {
 		slots := max(1, min(Threads(), tasks))
 		var part []float32
 		if slots > 1 {
-			part = make([]float32, slots*len(w))
+			// Per-slot partial sums come from the device pool, so the memory
+			// counters see them.
+			ps := CPU.alloc(F32, slots*wLen, true)
+			defer ps.release()
+			part = ps.f32
 		}
 		parallelFor(slots, 1, func(lo, hi int) {
 			var colp *[]float32
@@ -278,7 +285,7 @@ func conv2dBackward(dx, dw, dbias, dout, x, w []float32, p ConvParams) {
 			for sl := lo; sl < hi; sl++ {
 				acc := dw
 				if part != nil {
-					acc = part[sl*len(w) : (sl+1)*len(w)]
+					acc = part[sl*wLen : (sl+1)*wLen]
 				}
 				for t := sl * tasks / slots; t < (sl+1)*tasks/slots; t++ {
 					tile, ng := t%tiles, t/tiles
@@ -299,11 +306,11 @@ func conv2dBackward(dx, dw, dbias, dout, x, w []float32, p ConvParams) {
 			}
 		})
 		if part != nil {
-			parallelFor(len(w), 1024, func(lo, hi int) {
+			parallelFor(wLen, 1024, func(lo, hi int) {
 				for i := lo; i < hi; i++ {
 					var s float32
 					for sl := 0; sl < slots; sl++ {
-						s += part[sl*len(w)+i]
+						s += part[sl*wLen+i]
 					}
 					dw[i] += s
 				}

@@ -123,7 +123,7 @@ func (d *cpuDevice) free(s *Storage) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.stats.Live -= bytes
-	if s.external || d.stats.Pooled+bytes > d.maxPooled {
+	if d.stats.Pooled+bytes > d.maxPooled {
 		return
 	}
 	d.stats.Pooled += bytes
@@ -158,16 +158,16 @@ func (d *cpuDevice) addSaved(delta int64) {
 
 // Storage is a reference-counted buffer owned by a device.
 type Storage struct {
-	dev      *cpuDevice
-	dtype    DType
-	n        int
-	f32      []float32
-	u16      []uint16
-	u8       []uint8
-	refs     int32
-	saves    int32 // how many graph nodes keep this storage for backward
-	activ    bool  // produced by an op (counted in Saved when kept); leaves are not
-	external bool  // wraps memory the allocator does not own (never pooled)
+	dev     *cpuDevice
+	dtype   DType
+	n       int
+	f32     []float32
+	u16     []uint16
+	u8      []uint8
+	refs    int32
+	saves   int32 // how many graph nodes keep this storage for backward
+	activ   bool  // produced by an op: counted in Saved whenever a node keeps it
+	counted bool  // currently included in MemStats.Saved
 }
 
 // Bytes returns the storage size in bytes.
@@ -178,6 +178,7 @@ func (s *Storage) retain() {
 		panic("tensor: use of released storage")
 	}
 	s.refs++
+	s.recount()
 }
 
 func (s *Storage) release() {
@@ -186,24 +187,37 @@ func (s *Storage) release() {
 	}
 	s.refs--
 	if s.refs == 0 {
+		s.recount()
 		s.dev.free(s)
 		s.f32, s.u16, s.u8 = nil, nil, nil
+		return
 	}
+	s.recount()
 }
 
 // save marks the storage as kept for backward by one more node.
 func (s *Storage) save() {
 	s.retain()
 	s.saves++
-	if s.saves == 1 && s.activ {
-		s.dev.addSaved(s.Bytes())
-	}
+	s.recount()
 }
 
 func (s *Storage) unsave() {
 	s.saves--
-	if s.saves == 0 && s.activ {
-		s.dev.addSaved(-s.Bytes())
-	}
 	s.release()
+}
+
+// recount keeps MemStats.Saved exact: a storage counts while a node keeps it and it
+// is either an op's output, or a leaf (data made during the step, such as an
+// embedding table lookup input) that only the graph still holds.
+func (s *Storage) recount() {
+	want := s.saves > 0 && (s.activ || s.refs == s.saves)
+	if want != s.counted {
+		s.counted = want
+		if want {
+			s.dev.addSaved(s.Bytes())
+		} else {
+			s.dev.addSaved(-s.Bytes())
+		}
+	}
 }

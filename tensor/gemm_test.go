@@ -353,6 +353,9 @@ func TestGemmPanics(t *testing.T) {
 // TestGemmNoAllocs: a steady-state serial call does not allocate (packing buffers come
 // from a pool); the parallel call allocates only the few closures/goroutines of parallelFor.
 func TestGemmNoAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation allocates")
+	}
 	const m, n, k = 200, 300, 400
 	a, b, c := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
 	if n := testing.AllocsPerRun(10, func() { GemmSerial(false, true, m, n, k, 1, a, k, b, k, 0, c, n) }); n != 0 {

@@ -246,7 +246,7 @@ func TestAttentionOpMatchesNaive(t *testing.T) {
 	for _, c := range []struct {
 		tq, tk, heads, d int
 		mask             bool
-	}{{1, 1, 1, 8, false}, {33, 17, 2, 16, true}, {257, 257, 1, 40, false}, {1024, 1024, 1, 64, true}} {
+	}{{1, 1, 1, 8, false}, {33, 17, 2, 16, true}, {257, 257, 1, 40, false}, {1024, 1024, 1, 64, true}, {1024, 1024, 2, 32, false}} {
 		t.Run(fmt.Sprintf("Tq%d_Tk%d_mask%v", c.tq, c.tk, c.mask), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(9, uint64(c.tq)))
 			q := randTensor(rng, 1, c.tq, c.heads*c.d).SetRequiresGrad(true)

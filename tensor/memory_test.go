@@ -126,36 +126,3 @@ func TestSteadyStateNoPoolMiss(t *testing.T) {
 	}
 	Release(w1, w2, x, target)
 }
-
-func TestBF16MatMul(t *testing.T) {
-	rng := rand.New(rand.NewPCG(8, 8))
-	x := randTensor(rng, 2, 5, 33).SetRequiresGrad(true)
-	w := randTensor(rng, 7, 33)
-	wb := w.Convert(BF16)
-	w32 := wb.Clone() // the exact values BF16 holds
-	for _, dt := range []DType{BF16, F16} {
-		wh := w.Convert(dt)
-		wf := wh.Clone()
-		a, b := MatMul(x, wh, false, true), MatMul(x, wf, false, true)
-		// Same widened values, same kernel path up to packing: results agree to
-		// float32 accumulation-order error.
-		if !AllClose(a, b, 1e-5, 1e-5) {
-			t.Fatalf("%v matmul differs from its widened F32 copy", dt)
-		}
-		la := Sum(a, false)
-		Backward(la)
-		g1 := x.Grad().Float32s()
-		x.ZeroGrad()
-		lb := Sum(b, false)
-		Backward(lb)
-		g2 := x.Grad().Float32s()
-		x.ZeroGrad()
-		for i := range g1 {
-			if d := g1[i] - g2[i]; d > 1e-5 || d < -1e-5 {
-				t.Fatalf("%v: dx[%d] %g vs %g", dt, i, g1[i], g2[i])
-			}
-		}
-		Release(wh, wf, a, b, la, lb)
-	}
-	Release(x, w, wb, w32)
-}

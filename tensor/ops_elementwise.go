@@ -80,6 +80,9 @@ func newBcast(out, a, b []int) bcast {
 // rows returns how many inner rows the walk has and the inner row length.
 func (p bcast) rows() (rows, inner int) {
 	inner = p.shape[len(p.shape)-1]
+	if inner == 0 {
+		return 0, 0
+	}
 	return numel(p.shape) / inner, inner
 }
 
@@ -98,7 +101,7 @@ func (p bcast) offsets(r int) (ia, ib int) {
 func binaryKernel(out, a, b []float32, p bcast, f func(x, y float32) float32) {
 	rows, n := p.rows()
 	sa, sb := p.sa[len(p.sa)-1], p.sb[len(p.sb)-1]
-	parallelFor(rows, max(1, 16384/n), func(lo, hi int) {
+	parallelFor(rows, max(1, 16384/max(n, 1)), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			ia, ib := p.offsets(r)
 			o := out[r*n : r*n+n]
@@ -286,18 +289,28 @@ func reduce(op string, x *Tensor, keepDim bool, scale float32, axes []int) *Tens
 		}
 	}
 	out := newTensor(true, shape...)
-	acc := make([]float64, out.Len())
+	o := out.Data()
 	rows, n := p.rows()
 	sb := p.sb[len(p.sb)-1]
-	for r := range rows {
-		ia, ib := p.offsets(r)
-		for i := range n {
-			acc[ib+i*sb] += float64(xd[ia+i])
+	if x.Len() > 0 {
+		// Kahan-compensated float32 sums: close to float64 accuracy, and the
+		// compensation buffer comes from the pool so the counters see it.
+		cs := CPU.alloc(F32, len(o), true)
+		comp := cs.f32
+		for r := range rows {
+			ia, ib := p.offsets(r)
+			for i := range n {
+				j := ib + i*sb
+				y := xd[ia+i] - comp[j]
+				t := o[j] + y
+				comp[j] = (t - o[j]) - y
+				o[j] = t
+			}
 		}
-	}
-	o := out.Data()
-	for i, v := range acc {
-		o[i] = float32(v) * scale
+		cs.release()
+		for i := range o {
+			o[i] *= scale
+		}
 	}
 	if needsGrad(x) {
 		record(out, op, []*Tensor{x}, nil, func(dout []float32, dx gradFn) {

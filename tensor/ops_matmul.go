@@ -34,6 +34,14 @@ func MatMul(a, b *Tensor, transA, transB bool) *Tensor {
 		panic(fmt.Sprintf("tensor.MatMul: a is %v; only b may be 16-bit", a.DType()))
 	}
 	shape := append(slices.Clone(a.shape[:ra-2]), m, n)
+	if m == 0 || n == 0 || k == 0 || batch == 0 {
+		// Empty products: a zero result, and gradients that are zero too.
+		out := newTensor(true, shape...)
+		if needsGrad(a, b) {
+			record(out, "MatMul", []*Tensor{a, b}, nil, func([]float32, gradFn) {})
+		}
+		return out
+	}
 	out := newTensor(false, shape...)
 	ad, o, be := a.Data(), out.Data(), elemsOf(b)
 	lda, ldb := a.shape[ra-1], b.shape[rb-1]

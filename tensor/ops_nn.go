@@ -158,9 +158,17 @@ func Conv2d(x, w, bias *Tensor, stride, padding, groups int) *Tensor {
 		saved = append(saved, w)
 	}
 	record(out, "Conv2d", []*Tensor{x, w, bias}, saved, func(dout []float32, dx gradFn) {
-		wd, done := we.f32()
-		defer done()
-		conv2dBackward(dx(0), dx(1), dx(2), dout, xd, wd, p)
+		dxd, dwd := dx(0), dx(1)
+		var wd []float32
+		if dxd != nil { // w is kept (and read) only when x needs its gradient
+			var done func()
+			wd, done = we.f32()
+			defer done()
+		}
+		if dwd == nil {
+			xd = nil // x is kept only when w needs its gradient
+		}
+		conv2dBackward(dxd, dwd, dx(2), dout, xd, wd, p)
 	})
 	return out
 }

@@ -11,9 +11,12 @@ func Reshape(x *Tensor, shape ...int) *Tensor {
 	shape = slices.Clone(shape)
 	infer, known := -1, 1
 	for i, d := range shape {
-		if d == -1 && infer < 0 {
+		switch {
+		case d == -1 && infer < 0:
 			infer = i
-		} else {
+		case d < 0:
+			panic(fmt.Sprintf("tensor.Reshape: %v to %v (one -1 at most, no other negative size)", x.shape, shape))
+		default:
 			known *= d
 		}
 	}

@@ -17,6 +17,7 @@ func newBenchCmd() *cobra.Command {
 		Short: "Measure kernels and training steps on this machine",
 	}
 	cmd.AddCommand(newBenchGemmCmd())
+	requireSubcommand(cmd)
 	return cmd
 }
 

@@ -16,7 +16,22 @@ samples from them. It runs on the CPU everywhere.`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newInspectCmd(), newBenchCmd())
+	requireSubcommand(root)
 	return root
+}
+
+// requireSubcommand makes a command that only groups others fail with a usage error
+// (exit 2) when run without a known subcommand, instead of printing help with exit 0.
+func requireSubcommand(cmd *cobra.Command) {
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usagef("unknown command %q for %q; run '%s --help'", args[0], c.CommandPath(), c.CommandPath())
+		}
+		return nil
+	}
+	cmd.RunE = func(c *cobra.Command, _ []string) error {
+		return usagef("%s needs a subcommand; run '%s --help'", c.CommandPath(), c.CommandPath())
+	}
 }
 
 // exactArgs is cobra.ExactArgs with difftune's usage exit code.
