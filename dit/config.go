@@ -102,7 +102,7 @@ func parseConfig(raw []byte, class string) (Config, error) {
 		c = p
 	case class != "":
 		return nil, fmt.Errorf("field \"_class_name\" = %q: want Transformer2DModel or PixArtTransformer2DModel (PixArt-α)", class)
-	case keys["hidden_size"] != nil || keys["depth"] != nil || keys["num_heads"] != nil:
+	case hasDiTKey(keys):
 		d := defaultDiTConfig()
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields()
@@ -111,12 +111,23 @@ func parseConfig(raw []byte, class string) (Config, error) {
 		}
 		c = d
 	default:
-		return nil, fmt.Errorf("neither a diffusers config (no \"_class_name\") nor DiT constructor arguments (no \"hidden_size\"/\"depth\")")
+		return nil, fmt.Errorf("neither a diffusers config (no \"_class_name\") nor DiT constructor arguments (no \"hidden_size\", \"depth\", ...)")
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// hasDiTKey reports whether a JSON object has any of models.DiT's keyword arguments.
+func hasDiTKey(keys map[string]json.RawMessage) bool {
+	for _, k := range []string{"input_size", "patch_size", "in_channels", "hidden_size", "depth", "num_heads",
+		"mlp_ratio", "class_dropout_prob", "num_classes", "learn_sigma"} {
+		if keys[k] != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // fieldError rewords encoding/json's errors to name the field.

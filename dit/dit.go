@@ -360,8 +360,18 @@ func (s checkpointState) Params(prefix string) []nn.Param {
 
 // Load reads the model's tensors (parameters and pos_embed) from a safetensors file
 // with nn.LoadFile's checks: every key present with the right shape, no surplus keys.
+// pos_embed is widened to float32 even under KeepHalf, since it is added to
+// activations.
 func (m *DiT) Load(path string, o nn.LoadOptions) error {
-	return nn.LoadFile(checkpointState{m}, path, o)
+	if err := nn.LoadFile(checkpointState{m}, path, o); err != nil {
+		return err
+	}
+	if m.PosEmbed.DType() != tensor.F32 {
+		wide := m.PosEmbed.Clone()
+		m.PosEmbed.Release()
+		m.PosEmbed = wide
+	}
+	return nil
 }
 
 // Save writes the parameters and pos_embed to a safetensors file (atomically).

@@ -226,17 +226,18 @@ func (e *TimestepSizeEmbeddings) Params(prefix string) []nn.Param {
 // Forward returns the conditioning [N, D]: the timestep embedding, plus
 // [resolution (height, width) | aspect ratio] embeddings when the model has them.
 func (e *TimestepSizeEmbeddings) Forward(t []float32, size *SizeCond) (*tensor.Tensor, error) {
+	n := len(t)
+	extra := e.ResolutionEmbedder != nil
+	if extra && (size == nil || len(size.Resolution) != n || len(size.AspectRatio) != n) {
+		return nil, fmt.Errorf("pixart: this model (use_additional_conditions: PixArt-α 1024 px) needs the resolution and aspect ratio of each of the %d samples (SizeCond)", n)
+	}
 	freq := timestepFeatures(t) // [N, 256]
 	defer freq.Release()
 	emb := e.TimestepEmbedder.Forward(freq) // [N, D]
-	if e.ResolutionEmbedder == nil {
+	if !extra {
 		return emb, nil
 	}
 	defer emb.Release()
-	n := len(t)
-	if size == nil || len(size.Resolution) != n || len(size.AspectRatio) != n {
-		return nil, fmt.Errorf("pixart: this model (use_additional_conditions: PixArt-α 1024 px) needs the resolution and aspect ratio of each of the %d samples (SizeCond)", n)
-	}
 	hw := make([]float32, 0, 2*n)
 	for _, r := range size.Resolution {
 		hw = append(hw, r[0], r[1])
