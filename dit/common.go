@@ -108,7 +108,7 @@ func unpatchify(x *tensor.Tensor, gh, gw, p, c int) *tensor.Tensor {
 	return tensor.Reshape(img, n, c, gh*p, gw*p) // [N, C, H, W]
 }
 
-// runBlocks applies blocks in order to x, each through tensor.Recompute (Checkpoint that allows releasing its inputs) when
+// runBlocks applies blocks in order to x, each through tensor.Checkpoint when
 // checkpoint is set, and returns the result and the bytes each block left saved for
 // backward (tensor.SavedBytes after minus before). ctx are the other inputs every
 // block reads (conditioning, context): they must be passed here rather than captured,
@@ -121,7 +121,7 @@ func runBlocks(n int, block func(i int, x *tensor.Tensor, ctx []*tensor.Tensor) 
 		before := tensor.SavedBytes()
 		var next *tensor.Tensor
 		if checkpoint {
-			next = tensor.Recompute(func(in []*tensor.Tensor) *tensor.Tensor { return block(i, in[0], in[1:]) },
+			next = tensor.Checkpoint(func(in []*tensor.Tensor) *tensor.Tensor { return block(i, in[0], in[1:]) },
 				append([]*tensor.Tensor{h}, ctx...)...)
 		} else {
 			next = block(i, h, ctx)

@@ -299,7 +299,7 @@ type DiT struct {
 	// reads and Save writes.
 	PosEmbed *tensor.Tensor
 
-	// Checkpoint runs every block under tensor.Recompute (gradient checkpointing): it
+	// Checkpoint runs every block under tensor.Checkpoint (gradient checkpointing): it
 	// keeps only the block's inputs for backward and recomputes the block then.
 	Checkpoint bool
 	// SavedPerBlock is filled by each Forward: the bytes each block left saved for

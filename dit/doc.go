@@ -13,7 +13,7 @@
 // plus its "config" metadata when present), or from Presets. New, NewDiT and NewPixArt
 // build a randomly initialised model.
 //
-// Both models can run every block under gradient checkpointing (the Checkpoint field, tensor.Recompute) and
+// Both models can run every block under gradient checkpointing (the Checkpoint field, tensor.Checkpoint) and
 // record the bytes each block leaves saved for backward (SavedPerBlock).
 //
 // PixArt-α 1024 px conditions on each sample's resolution and aspect ratio

@@ -332,7 +332,7 @@ type PixArt struct {
 	// fixed buffer (not in checkpoints); other grids get theirs computed per call.
 	PosTable *tensor.Tensor
 
-	// Checkpoint runs every block under tensor.Recompute (see DiT.Checkpoint).
+	// Checkpoint runs every block under tensor.Checkpoint (see DiT.Checkpoint).
 	Checkpoint bool
 	// SavedPerBlock is filled by each Forward with the bytes each block left saved.
 	SavedPerBlock []int64

@@ -5,15 +5,15 @@ import (
 	"testing"
 )
 
-// TestGradRecompute checks Recompute's gradients by finite differences when its input
+// TestGradCheckpoint checks Checkpoint's gradients by finite differences when its input
 // is an intermediate that the caller releases right after the call (the case
 // Checkpoint cannot handle), and that a second, parameter-like input receives its
 // gradient through the recomputed graph.
-func TestGradRecompute(t *testing.T) {
-	checkGrad(t, gradCase{name: "Recompute", shapes: [][]int{{3, 4}, {4, 5}}, f: func(in []*Tensor) *Tensor {
+func TestGradCheckpointReleasedInput(t *testing.T) {
+	checkGrad(t, gradCase{name: "Checkpoint", shapes: [][]int{{3, 4}, {4, 5}}, f: func(in []*Tensor) *Tensor {
 		x := Scale(in[0], 1.5) // an intermediate, released below
 		defer x.Release()
-		return Recompute(func(xs []*Tensor) *Tensor {
+		return Checkpoint(func(xs []*Tensor) *Tensor {
 			h := MatMul(xs[0], in[1], false, false) // in[1] is read as a parameter would be
 			defer h.Release()
 			return GELU(h, true)
@@ -21,9 +21,9 @@ func TestGradRecompute(t *testing.T) {
 	}})
 }
 
-// TestRecomputeAccounting checks that Recompute saves only its inputs, that Backward
+// TestCheckpointAccounting checks that Checkpoint saves only its inputs, that Backward
 // leaves nothing saved, and that DropGraph frees the inputs it kept.
-func TestRecomputeAccounting(t *testing.T) {
+func TestCheckpointAccountingReleasedInput(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	w := randTensor(rng, 8, 8).SetRequiresGrad(true)
 	x0 := randTensor(rng, 4, 8).SetRequiresGrad(true)
@@ -36,7 +36,7 @@ func TestRecomputeAccounting(t *testing.T) {
 	}
 	for _, backward := range []bool{true, false} {
 		x := Scale(x0, 2)
-		y := Recompute(block, x)
+		y := Checkpoint(block, x)
 		x.Release()
 		if got, want := SavedBytes(), int64(4*4*8); got != want {
 			t.Fatalf("saved %d bytes, want the input's %d", got, want)
