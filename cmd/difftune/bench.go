@@ -8,7 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/difftune/difftune/adapters"
 	"github.com/difftune/difftune/tensor"
+	"github.com/difftune/difftune/train"
 )
 
 func newBenchCmd() *cobra.Command {
@@ -16,7 +18,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure kernels and training steps on this machine",
 	}
-	cmd.AddCommand(newBenchGemmCmd())
+	cmd.AddCommand(newBenchGemmCmd(), newBenchStepCmd())
 	requireSubcommand(cmd)
 	return cmd
 }
@@ -89,3 +91,66 @@ func parseShape(s string) (m, k, n int, err error) {
 	}
 	return v[0], v[1], v[2], nil
 }
+
+func newBenchStepCmd() *cobra.Command {
+	var o struct {
+		c       train.BenchConfig
+		form    string
+		threads int
+		json    bool
+	}
+	cmd := &cobra.Command{
+		Use:   "step",
+		Short: "Time one DiT training step (forward, backward, AdamW) and its peak memory",
+		Long: `Times DiT training steps as ../shared/ref/dit_step.py does (DDPM noising, forward with
+label dropout, MSE on ε, backward, AdamW), reporting medians of the forward, backward and
+optimizer parts, peak live tensor bytes and peak RSS.`,
+		Example: `  difftune bench step --model dit-s-2 --adapter lora --rank 8 --form auto --batch 4 --latent 32 --json
+  difftune bench step --model dit-s-2 --adapter full --steps 3`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.threads < 0 {
+				return usagef("--threads %d: want 0 (all cores) or more", o.threads)
+			}
+			o.c.Form = adapters.Form(o.form)
+			switch o.c.Form {
+			case adapters.Auto, adapters.Weight, adapters.Activation:
+			default:
+				return usagef("--form %q: want auto, weight or activation", o.form)
+			}
+			tensor.SetThreads(o.threads)
+			defer tensor.SetThreads(0)
+			r, err := train.BenchStep(o.c)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if o.json {
+				b, _ := json.Marshal(r)
+				fmt.Fprintln(out, string(b))
+				return nil
+			}
+			fmt.Fprintf(out, "%s %s %s rank %d, batch %d, latent %d, %d threads, checkpointing %v\n", r.Model, r.Adapter, r.Form, r.Rank, r.Batch, r.Latent, r.Threads, r.Checkpt)
+			fmt.Fprintf(out, "step %.3f s (forward %.3f, backward %.3f, optimizer %.3f); peak live %.1f MiB, saved %.1f MiB, RSS %.1f MiB; %d trainable parameters\n",
+				r.StepS, r.FwdS, r.BwdS, r.OptS, mib(r.PeakLive), mib(r.PeakSaved), mib(r.PeakRSS), r.Trainable)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.c.Model, "model", "dit-s-2", "DiT preset")
+	f.StringVar(&o.c.Adapter, "adapter", "lora", "adapter kind (lora, locon, dora, loha, lokr, ia3) or full")
+	f.StringVar(&o.form, "form", "auto", "adapter form: auto, weight or activation")
+	f.IntVar(&o.c.Rank, "rank", 8, "adapter rank")
+	f.StringVar(&o.c.Targets, "targets", "attn", "adapter targets: attn, attn-mlp, full or module patterns")
+	f.IntVar(&o.c.Batch, "batch", 4, "batch size")
+	f.IntVar(&o.c.Latent, "latent", 32, "latent side (0: the preset's)")
+	f.IntVar(&o.c.Steps, "steps", 5, "timed steps (the median is reported)")
+	f.IntVar(&o.c.Warmup, "warmup", 2, "untimed steps first")
+	f.Uint64Var(&o.c.Seed, "seed", 1, "seed for weights, data and dropout")
+	f.BoolVar(&o.c.Checkpoint, "checkpoint", false, "gradient checkpointing per block")
+	f.IntVar(&o.threads, "threads", 0, "worker threads (0: all cores)")
+	f.BoolVar(&o.json, "json", false, "one JSON object: model, adapter, form, rank, batch, latent, threads, step_s, fwd_s, bwd_s, opt_s, peak_live_bytes, peak_rss_bytes, ...")
+	return cmd
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }

@@ -39,6 +39,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"bench", "gemm", "--threads", "-1", "8x8x8"}, 2, "--threads"},
 		{[]string{"bench", "gemm", "--nope"}, 2, "unknown flag"},
 		{[]string{"inspect"}, 2, "accepts 1 arg"},
+		{[]string{"bench", "step", "--model", "nope"}, 1, "--model"},
+		{[]string{"bench", "step", "--form", "sideways", "--model", "tiny-dit"}, 2, "--form"},
 		{[]string{"inspect", "/nonexistent.safetensors"}, 1, "/nonexistent.safetensors"},
 		{[]string{"inspect", golden}, 0, "32 tensors"},
 	} {
