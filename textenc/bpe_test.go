@@ -1,0 +1,70 @@
+package textenc
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/difftune/difftune/internal/golden"
+)
+
+// TestCLIPTokenizerParity: both vocabulary layouts give the golden ids for every
+// golden prompt (cleanup, lower-casing, BPE, truncation with the end token kept,
+// padding with the end token or with 0).
+func TestCLIPTokenizerParity(t *testing.T) {
+	dir := filepath.Join(golden.Dir(t), "clip_text")
+	raw, err := os.ReadFile(filepath.Join(dir, "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []struct {
+		Prompt    string   `json:"prompt"`
+		Truncated bool     `json:"truncated"`
+		BPE       []string `json:"bpe_tokens"`
+		IDs       []int    `json:"input_ids"`
+	}
+	if err := json.Unmarshal(raw, &cases); err != nil {
+		t.Fatal(err)
+	}
+	hf, err := LoadCLIPTokenizer(filepath.Join(dir, "tokenizer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same folder without vocab.json: the openai gzip file alone.
+	only := t.TempDir()
+	gz, err := os.ReadFile(filepath.Join(dir, "tokenizer", "bpe_simple_vocab_16e6.txt.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(only, "bpe_simple_vocab_16e6.txt.gz"), gz, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	oa, err := LoadCLIPTokenizer(only)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tok := range map[string]*CLIPTokenizer{"vocab.json": hf, "bpe.gz": oa} {
+		for _, c := range cases {
+			ids, trunc := tok.Encode([]string{c.Prompt})
+			if !slices.Equal(ids[0], c.IDs) || trunc[0] != c.Truncated {
+				t.Errorf("%s: %q:\n got %v\nwant %v (truncated %v, want %v)", name, c.Prompt, ids[0], c.IDs, trunc[0], c.Truncated)
+			}
+		}
+	}
+	// openai's clip.tokenize pads with 0.
+	oa.PadID = 0
+	ids, _ := oa.Encode([]string{cases[0].Prompt})
+	if ids[0][len(cases[0].BPE)] != 0 || ids[0][len(cases[0].BPE)-1] != 49407 {
+		t.Errorf("zero padding: %v", ids[0][:len(cases[0].BPE)+1])
+	}
+}
+
+func TestCLIPTokenizerMissingFiles(t *testing.T) {
+	_, err := LoadCLIPTokenizer(t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "vocab.json") || !strings.Contains(err.Error(), "--tokenizer") {
+		t.Fatalf("missing tokenizer: %v", err)
+	}
+}
