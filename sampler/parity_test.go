@@ -68,7 +68,7 @@ func readNumbers(t *testing.T, f *safetensors.File, name string) []float64 {
 
 // worst keeps the largest relative difference seen for one key across steps.
 type worst struct {
-	rel  float64
+	rel   float64
 	where string
 }
 
