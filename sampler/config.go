@@ -159,24 +159,37 @@ func (c Config) withDefaults(name string) Config {
 }
 
 // validate checks the resolved config's enumerations, naming the field at fault.
-func (c Config) validate() error {
+// Fields that only one sampler reads are checked only for that sampler (name; ""
+// checks the shared fields), so that a config written for one class can drive
+// another, as diffusers' from_config allows.
+func (c Config) validate(name string) error {
 	oneOf := func(field, v string, ok ...string) error {
 		if slices.Contains(ok, v) {
 			return nil
 		}
 		return fmt.Errorf("field %q: %q is not one of %s", field, v, strings.Join(ok, ", "))
 	}
-	for _, e := range []error{
+	checks := []error{
 		oneOf("beta_schedule", c.BetaSchedule, Linear, ScaledLinear, SquaredCosCapV2),
 		oneOf("prediction_type", c.PredictionType, Epsilon, VPrediction, OriginalSample, Flow),
 		oneOf("timestep_spacing", c.TimestepSpacing, "leading", "trailing", "linspace"),
-		oneOf("final_sigmas_type", c.FinalSigmasType, "zero", "sigma_min"),
-		oneOf("interpolation_type", c.InterpolationType, "linear"),
-		oneOf("timestep_type", c.TimestepType, "discrete", "continuous"),
-		oneOf("algorithm_type", c.AlgorithmType, "dpmsolver++"),
-		oneOf("solver_type", c.SolverType, "midpoint", "heun"),
-		oneOf("variance_type", c.VarianceType, "fixed_small", "fixed_small_log"),
-	} {
+	}
+	dpm := name == "dpmpp_2m" || name == "dpmpp_2m_karras"
+	switch {
+	case name == "euler":
+		checks = append(checks,
+			oneOf("final_sigmas_type", c.FinalSigmasType, "zero", "sigma_min"),
+			oneOf("interpolation_type", c.InterpolationType, "linear"),
+			oneOf("timestep_type", c.TimestepType, "discrete", "continuous"))
+	case dpm:
+		checks = append(checks,
+			oneOf("final_sigmas_type", c.FinalSigmasType, "zero", "sigma_min"),
+			oneOf("algorithm_type", c.AlgorithmType, "dpmsolver++"),
+			oneOf("solver_type", c.SolverType, "midpoint", "heun"))
+	case name == "ddpm":
+		checks = append(checks, oneOf("variance_type", c.VarianceType, "fixed_small", "fixed_small_log"))
+	}
+	for _, e := range checks {
 		if e != nil {
 			return e
 		}
@@ -184,11 +197,11 @@ func (c Config) validate() error {
 	switch {
 	case c.NumTrainTimesteps < 2:
 		return fmt.Errorf("field \"num_train_timesteps\": %d, want at least 2", c.NumTrainTimesteps)
-	case c.SolverOrder < 1 || c.SolverOrder > 2:
+	case dpm && (c.SolverOrder < 1 || c.SolverOrder > 2):
 		return fmt.Errorf("field \"solver_order\": %d, want 1 or 2 (third order is not implemented)", c.SolverOrder)
-	case c.Thresholding:
+	case c.Thresholding && (dpm || name == "ddim" || name == "ddpm"):
 		return fmt.Errorf("field \"thresholding\": dynamic thresholding is not supported; set it to false")
-	case c.Shift <= 0:
+	case name == "flow_euler" && c.Shift <= 0:
 		return fmt.Errorf("field \"shift\": %v, want > 0", c.Shift)
 	case c.TrainedBetas != nil && len(c.TrainedBetas) != c.NumTrainTimesteps:
 		return fmt.Errorf("field \"trained_betas\": %d values, num_train_timesteps is %d", len(c.TrainedBetas), c.NumTrainTimesteps)
@@ -198,7 +211,8 @@ func (c Config) validate() error {
 
 // LoadConfig reads a diffusers scheduler config.json. Python's bare Infinity, -Infinity
 // and NaN (json.dumps writes them, e.g. lambda_min_clipped) are accepted. Unknown keys
-// are ignored; null means "default". Errors name the file and the field.
+// are ignored; null means "default". The shared fields are checked here, the fields
+// of one class by New. Errors name the file and the field.
 func LoadConfig(path string) (Config, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -296,7 +310,7 @@ func ParseConfig(raw []byte) (Config, error) {
 			return Config{}, fmt.Errorf("field %q: true is not supported (use use_karras_sigmas or the default spacing)", b)
 		}
 	}
-	if err := c.withDefaults("").validate(); err != nil {
+	if err := c.withDefaults("").validate(""); err != nil {
 		return Config{}, err
 	}
 	return c, nil

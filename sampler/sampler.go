@@ -113,7 +113,7 @@ func New(name string, cfg Config) (Sampler, error) {
 		cfg.UseKarrasSigmas = true
 	}
 	c := cfg.withDefaults(name)
-	if err := c.validate(); err != nil {
+	if err := c.validate(name); err != nil {
 		return nil, fmt.Errorf("sampler %s: %w", name, err)
 	}
 	if (c.PredictionType == Flow) != (name == "flow_euler") {

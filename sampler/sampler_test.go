@@ -165,6 +165,12 @@ func TestUnknownSampler(t *testing.T) {
 			t.Errorf("error %q does not list %s", err, n)
 		}
 	}
+	if _, err := New("dpmpp_2m", Config{SolverOrder: 3}); err == nil || !strings.Contains(err.Error(), `"solver_order"`) {
+		t.Errorf("solver_order 3: %v", err)
+	}
+	if _, err := New("euler", Config{AlgorithmType: "sde-dpmsolver++"}); err != nil {
+		t.Errorf("a DPM-only field stopped euler: %v", err)
+	}
 	if _, err := New("euler", Config{PredictionType: Flow}); err == nil {
 		t.Error("euler accepted a flow model")
 	}
@@ -176,7 +182,6 @@ func TestLoadConfigErrors(t *testing.T) {
 		{`{"beta_schedule": "cosine"}`, `"beta_schedule"`},
 		{`{"num_train_timesteps": "many"}`, `"num_train_timesteps"`},
 		{`{"timestep_spacing": "even"}`, `"timestep_spacing"`},
-		{`{"solver_order": 3}`, `"solver_order"`},
 		{`{"use_beta_sigmas": true}`, `"use_beta_sigmas"`},
 		{`[1, 2]`, `not a JSON object`},
 	} {
