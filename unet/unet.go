@@ -565,3 +565,55 @@ func repeat(v float32, n int) []float32 {
 	}
 	return out
 }
+
+// Preset is a named model: its Config, the objective it was trained with, and the
+// seed NewRandom uses for presets without published weights.
+type Preset struct {
+	Description string
+	Config      Config
+	// PredictionType is what the model predicts: "epsilon" (the noise) or
+	// "v_prediction". It belongs to the scheduler's config in diffusers; it is
+	// recorded here so that a preset names a complete training setup.
+	PredictionType string
+	Seed           uint64
+}
+
+// NewRandom returns the preset's model initialised from its Seed.
+func (p Preset) NewRandom() (*UNet2DConditionModel, error) { return NewRandom(p.Config, p.Seed) }
+
+// sdConfig is the Stable Diffusion 1.x/2.x layout: four levels of 320, 640, 1280 and
+// 1280 channels, cross-attention at the first three, two resnets per down block.
+func sdConfig(sampleSize, crossDim int, heads []int, linear bool) Config {
+	return Config{
+		SampleSize: sampleSize, InChannels: 4, OutChannels: 4, FlipSinToCos: true,
+		DownBlockTypes:   []string{CrossAttnDownBlock2D, CrossAttnDownBlock2D, CrossAttnDownBlock2D, DownBlock2D},
+		MidBlockType:     UNetMidBlock2DCrossAttn,
+		UpBlockTypes:     []string{UpBlock2D, CrossAttnUpBlock2D, CrossAttnUpBlock2D, CrossAttnUpBlock2D},
+		BlockOutChannels: []int{320, 640, 1280, 1280}, LayersPerBlock: []int{2, 2, 2, 2},
+		TransformerLayersPerBlock: []int{1, 1, 1, 1}, AttentionHeads: heads,
+		CrossAttentionDim:   []int{crossDim, crossDim, crossDim, crossDim},
+		UseLinearProjection: linear, UpcastAttention: linear,
+		DownsamplePadding: 1, MidBlockScaleFactor: 1, ResnetOutScaleFactor: 1,
+		NormNumGroups: 32, NormEps: 1e-5, ConvInKernel: 3, ConvOutKernel: 3, TimeEmbeddingDim: 1280,
+	}
+}
+
+// Presets are the known UNets by name, as the CLI lists them. sd15 and sd21 are the
+// unet/config.json of runwayml/stable-diffusion-v1-5 and stabilityai/stable-diffusion-2-1.
+var Presets = map[string]Preset{
+	"sd15": {Description: "Stable Diffusion 1.5 UNet (860M parameters, 64×64 latents, CLIP ViT-L/14 context)",
+		Config: sdConfig(64, 768, []int{8, 8, 8, 8}, false), PredictionType: "epsilon"},
+	"sd21": {Description: "Stable Diffusion 2.1 UNet (866M parameters, 96×96 latents, OpenCLIP ViT-H/14 context)",
+		Config: sdConfig(96, 1024, []int{5, 10, 20, 20}, true), PredictionType: "v_prediction"},
+	"tiny-unet": {Description: "a small pixel-space UNet for tests: 32×32×3 images, 32/64 channels, 32-wide context, random weights",
+		Config: Config{
+			SampleSize: 32, InChannels: 3, OutChannels: 3, FlipSinToCos: true,
+			DownBlockTypes: []string{DownBlock2D, CrossAttnDownBlock2D}, MidBlockType: UNetMidBlock2DCrossAttn,
+			UpBlockTypes:     []string{CrossAttnUpBlock2D, UpBlock2D},
+			BlockOutChannels: []int{32, 64}, LayersPerBlock: []int{1, 1}, TransformerLayersPerBlock: []int{1, 1},
+			AttentionHeads: []int{4, 4}, CrossAttentionDim: []int{32, 32},
+			DownsamplePadding: 1, MidBlockScaleFactor: 1, ResnetOutScaleFactor: 1,
+			NormNumGroups: 8, NormEps: 1e-5, ConvInKernel: 3, ConvOutKernel: 3, TimeEmbeddingDim: 128,
+		},
+		PredictionType: "epsilon", Seed: 1},
+}
