@@ -2,8 +2,8 @@ package unet
 
 import (
 	"math"
-	"path/filepath"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 
 	"github.com/difftune/difftune/internal/golden"
