@@ -165,3 +165,30 @@ func TestNoGradForward(t *testing.T) {
 		t.Fatalf("live bytes %d, want %d", live, base)
 	}
 }
+
+// TestFrozenForwardRecordsNothing checks that a checkpointing model with frozen
+// weights and inputs that need no gradient records nothing: checkpoint nodes would
+// otherwise keep block inputs alive for a backward that never comes.
+func TestFrozenForwardRecordsNothing(t *testing.T) {
+	m, err := Presets["tiny-unet"].NewRandom()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer releaseModels(m)
+	nn.SetTrainable(m, false)
+	m.GradientCheckpointing = true
+	c := m.Config
+	rng := rand.New(rand.NewPCG(7, 8))
+	sample := randn(rng, 1, c.InChannels, 16, 16)
+	context := randn(rng, 1, 3, c.CrossAttentionDim[0])
+	defer tensor.Release(sample, context)
+	base := tensor.CPU.Stats().Live
+	out := m.Forward(sample, []float32{10}, context)
+	if out.RequiresGrad() || tensor.SavedBytes() != 0 {
+		t.Fatalf("frozen forward recorded a graph: requires grad %v, saved %d", out.RequiresGrad(), tensor.SavedBytes())
+	}
+	out.Release()
+	if live := tensor.CPU.Stats().Live; live != base {
+		t.Fatalf("live bytes %d, want %d", live, base)
+	}
+}

@@ -154,13 +154,13 @@ func (b *BasicTransformerBlock) Forward(x, context *tensor.Tensor) *tensor.Tenso
 type Transformer2DModel struct {
 	Norm *nn.GroupNorm
 	// ProjIn and ProjOut are *nn.Linear with UseLinearProjection, 1×1 *nn.Conv2d otherwise.
-	ProjIn, ProjOut     layer
+	ProjIn, ProjOut     projection
 	UseLinearProjection bool
 	TransformerBlocks   []*BasicTransformerBlock
 }
 
-// layer is a module with a one-input forward (nn.Linear, nn.Conv2d).
-type layer interface {
+// projection is a module with a one-input forward (nn.Linear, nn.Conv2d).
+type projection interface {
 	nn.Module
 	Forward(x *tensor.Tensor) *tensor.Tensor
 }
@@ -396,7 +396,7 @@ func (m *UNet2DConditionModel) Params(prefix string) []nn.Param {
 // 2^(levels-1). It panics on shape misuse, naming the shapes.
 func (m *UNet2DConditionModel) Forward(sample *tensor.Tensor, timesteps []float32, context *tensor.Tensor) *tensor.Tensor {
 	m.checkInputs(sample, timesteps, context)
-	run := &runner{checkpointing: m.GradientCheckpointing}
+	run := &runner{checkpointing: m.GradientCheckpointing && m.needsGrad(sample, context)}
 	defer func() { m.BlockSaved = run.saved }()
 	c := m.Config
 
@@ -431,6 +431,24 @@ func (m *UNet2DConditionModel) Forward(sample *tensor.Tensor, timesteps []float3
 	return run.layer("conv_norm_out+conv_out", func(h *tensor.Tensor) *tensor.Tensor {
 		return pipe(h, m.ConvNormOut.Forward, tensor.SiLU, m.ConvOut.Forward)
 	}, h)
+}
+
+// needsGrad reports whether the forward pass will be recorded: recording is on and an
+// input or a parameter requires a gradient. Checkpointing a pass that records nothing
+// would keep block inputs alive for a backward that never comes.
+func (m *UNet2DConditionModel) needsGrad(sample, context *tensor.Tensor) bool {
+	if !tensor.GradEnabled() {
+		return false
+	}
+	if sample.RequiresGrad() || context.RequiresGrad() {
+		return true
+	}
+	for _, p := range m.Params("") {
+		if p.T().RequiresGrad() {
+			return true
+		}
+	}
+	return false
 }
 
 // checkInputs panics with the offending shapes when the inputs do not fit the config.
@@ -582,8 +600,9 @@ type Preset struct {
 func (p Preset) NewRandom() (*UNet2DConditionModel, error) { return NewRandom(p.Config, p.Seed) }
 
 // sdConfig is the Stable Diffusion 1.x/2.x layout: four levels of 320, 640, 1280 and
-// 1280 channels, cross-attention at the first three, two resnets per down block.
-func sdConfig(sampleSize, crossDim int, heads []int, linear bool) Config {
+// 1280 channels, cross-attention at the first three, two resnets per down block. SD
+// 2.x also has linear proj_in/proj_out and sets upcast_attention.
+func sdConfig(sampleSize, crossDim int, heads []int, sd2 bool) Config {
 	return Config{
 		SampleSize: sampleSize, InChannels: 4, OutChannels: 4, FlipSinToCos: true,
 		DownBlockTypes:   []string{CrossAttnDownBlock2D, CrossAttnDownBlock2D, CrossAttnDownBlock2D, DownBlock2D},
@@ -592,7 +611,7 @@ func sdConfig(sampleSize, crossDim int, heads []int, linear bool) Config {
 		BlockOutChannels: []int{320, 640, 1280, 1280}, LayersPerBlock: []int{2, 2, 2, 2},
 		TransformerLayersPerBlock: []int{1, 1, 1, 1}, AttentionHeads: heads,
 		CrossAttentionDim:   []int{crossDim, crossDim, crossDim, crossDim},
-		UseLinearProjection: linear, UpcastAttention: linear,
+		UseLinearProjection: sd2, UpcastAttention: sd2,
 		DownsamplePadding: 1, MidBlockScaleFactor: 1, ResnetOutScaleFactor: 1,
 		NormNumGroups: 32, NormEps: 1e-5, ConvInKernel: 3, ConvOutKernel: 3, TimeEmbeddingDim: 1280,
 	}
