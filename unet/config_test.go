@@ -248,3 +248,61 @@ func TestParamShapesIsNew(t *testing.T) {
 		releaseModels(a, b)
 	}
 }
+
+// TestLDMFollowsConfig checks that the LDM names are placed from the config, not
+// from SD 1.5's layout: on tiny-unet (two levels, one resnet per down block, the
+// attention at the second level) and sd21 (linear projections), every diffusers key
+// maps to a distinct LDM key and back.
+func TestLDMFollowsConfig(t *testing.T) {
+	for _, name := range []string{"tiny-unet", "sd21"} {
+		cfg := Presets[name].Config
+		shapes, err := ParamShapes(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for k := range shapes {
+			keys = append(keys, k)
+		}
+		toLDM, err := DiffusersToLDM(cfg, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ldmKeys []string
+		for _, v := range toLDM {
+			ldmKeys = append(ldmKeys, v)
+		}
+		back, err := LDMToDiffusers(cfg, ldmKeys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(back) != len(keys) {
+			t.Fatalf("%s: %d keys map to %d LDM keys", name, len(keys), len(back))
+		}
+		for k, v := range toLDM {
+			if back[v] != k {
+				t.Fatalf("%s: %s -> %s -> %s", name, k, v, back[v])
+			}
+		}
+	}
+	tiny := Presets["tiny-unet"].Config
+	if got, err := DiffusersToLDM(tiny, []string{"down_blocks.0.resnets.0.in_layers.0.weight"}); err == nil ||
+		!strings.Contains(err.Error(), "in_layers") {
+		t.Fatalf("an LDM fragment under a diffusers block gave %v, %v", got, err)
+	}
+	for diffusers, ldm := range map[string]string{
+		"down_blocks.0.resnets.0.norm1.weight":                      "input_blocks.1.0.in_layers.0.weight",
+		"down_blocks.0.downsamplers.0.conv.weight":                  "input_blocks.2.0.op.weight",
+		"down_blocks.1.resnets.0.conv_shortcut.weight":              "input_blocks.3.0.skip_connection.weight",
+		"down_blocks.1.attentions.0.proj_in.weight":                 "input_blocks.3.1.proj_in.weight",
+		"up_blocks.0.attentions.1.norm.bias":                        "output_blocks.1.1.norm.bias",
+		"up_blocks.0.upsamplers.0.conv.weight":                      "output_blocks.1.2.conv.weight",
+		"up_blocks.1.resnets.1.time_emb_proj.weight":                "output_blocks.3.0.emb_layers.1.weight",
+		"mid_block.attentions.0.transformer_blocks.0.ff.net.2.bias": "middle_block.1.transformer_blocks.0.ff.net.2.bias",
+	} {
+		got, err := DiffusersToLDM(tiny, []string{diffusers})
+		if err != nil || got[diffusers] != LDMPrefix+ldm {
+			t.Errorf("%s -> %q (%v), want %q", diffusers, got[diffusers], err, LDMPrefix+ldm)
+		}
+	}
+}
