@@ -405,8 +405,11 @@ func (m *UNet2DConditionModel) Forward(sample *tensor.Tensor, timesteps []float3
 	}
 	tproj := nn.SinusoidalEmbedding(timesteps, nn.TimestepEmbeddingConfig{
 		Dim: c.BlockOutChannels[0], FlipSinToCos: c.FlipSinToCos, DownscaleFreqShift: c.FreqShift}) // [N, C0]
-	defer tproj.Release()
-	emb := run.layer("time_embedding", m.TimeEmbedding.Forward, tproj) // [N, T]
+	// tproj is released inside the layer, so that backward's hold on it is logged there.
+	emb := run.layer("time_embedding", func(tp *tensor.Tensor) *tensor.Tensor {
+		defer tp.Release()
+		return m.TimeEmbedding.Forward(tp)
+	}, tproj) // [N, T]
 	defer emb.Release()
 
 	x := sample
@@ -506,10 +509,10 @@ func (r *runner) attention(name string, a *Transformer2DModel, x, context *tenso
 	return out
 }
 
-// checkpoint runs f(in) under tensor.Recompute (tensor.Checkpoint that lets inputs be released) when checkpointing is on.
+// checkpoint runs f(in) under tensor.Checkpoint when checkpointing is on.
 func (r *runner) checkpoint(f func(in []*tensor.Tensor) *tensor.Tensor, in ...*tensor.Tensor) *tensor.Tensor {
 	if r != nil && r.checkpointing {
-		return tensor.Recompute(f, in...)
+		return tensor.Checkpoint(f, in...)
 	}
 	return f(in)
 }

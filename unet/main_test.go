@@ -1,0 +1,9 @@
+package unet
+
+import (
+	"testing"
+
+	"github.com/difftune/difftune/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
