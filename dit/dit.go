@@ -402,11 +402,26 @@ func (m *DiT) Forward(x *tensor.Tensor, t []float32, y []int) (*tensor.Tensor, e
 	if err != nil {
 		return nil, err
 	}
+	defer yEmb.Release()
+	return m.ForwardEmbedded(x, t, yEmb)
+}
+
+// ForwardEmbedded is Forward with the class embedding given directly as yEmb [N, D]
+// (added to the timestep embedding): text-conditioned pipelines pass a projection of
+// a pooled text embedding there.
+func (m *DiT) ForwardEmbedded(x *tensor.Tensor, t []float32, yEmb *tensor.Tensor) (*tensor.Tensor, error) {
+	c := m.Config
+	if x.Rank() != 4 || x.Dim(1) != c.InChannels || x.Dim(2) != c.InputSize || x.Dim(3) != c.InputSize {
+		return nil, fmt.Errorf("dit: latents %v: want [N, %d, %d, %d] (in_channels, input_size)", x.Shape(), c.InChannels, c.InputSize, c.InputSize)
+	}
+	if len(t) != x.Dim(0) || yEmb.Rank() != 2 || yEmb.Dim(0) != x.Dim(0) || yEmb.Dim(1) != c.HiddenSize {
+		return nil, fmt.Errorf("dit: %d timesteps and conditioning %v for a batch of %d (want [N, %d])", len(t), yEmb.Shape(), x.Dim(0), c.HiddenSize)
+	}
 	tEmb := m.TEmbedder.Forward(t)    // [N, D]
 	cond := tensor.Add(tEmb, yEmb)    // [N, D]
 	patches := m.XEmbedder.Forward(x) // [N, T, D]
 	tokens := tensor.Add(patches, m.PosEmbed)
-	defer tensor.Release(yEmb, tEmb, cond, patches, tokens)
+	defer tensor.Release(tEmb, cond, patches, tokens)
 
 	h, saved := runBlocks(len(m.Blocks), func(i int, h *tensor.Tensor, ctx []*tensor.Tensor) *tensor.Tensor {
 		return m.Blocks[i].Forward(h, ctx[0])

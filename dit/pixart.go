@@ -512,6 +512,7 @@ func pixArtPresets() map[string]Config {
 	out := 6
 	tiny.InChannels, tiny.OutChannels, tiny.PatchSize = 3, &out, 4
 	tiny.NumLayers, tiny.NumAttentionHeads, tiny.AttentionHeadDim = 4, 2, 32
-	tiny.CrossAttentionDim, tiny.CaptionChannels = 64, 768
+	// Caption features come from the tiny pipelines' 32-wide CLIP (textenc.TinyCLIPConfig).
+	tiny.CrossAttentionDim, tiny.CaptionChannels = 64, 32
 	return map[string]Config{"pixart-alpha-512": pixArtPreset(64), "pixart-alpha-1024": pixArtPreset(128), "tiny-pixart": tiny}
 }
