@@ -79,3 +79,13 @@ func (o *AdamW) Release() {
 	tensor.Release(o.v...)
 	o.m, o.v = nil, nil
 }
+
+// Moments returns the first and second moment tensors, one per parameter (for saving
+// and restoring a run).
+func (o *AdamW) Moments() (m, v []*tensor.Tensor) { return o.m, o.v }
+
+// Steps returns how many updates were applied (the bias-correction counter).
+func (o *AdamW) Steps() int { return o.step }
+
+// SetSteps restores the update counter of a resumed run.
+func (o *AdamW) SetSteps(n int) { o.step = n }
