@@ -113,8 +113,26 @@ func Load(model string) (*Pipeline, error) {
 		}
 		p.Denoiser = &pixartDenoiser{m.(*dit.PixArt)}
 	}
+	fillZeroWeights(p.Denoiser, rand.New(rand.NewPCG(seed, 9)))
 	nn.SetTrainable(p.Denoiser, false)
 	return p, nil
+}
+
+// fillZeroWeights gives every all-zero weight matrix of a randomly initialised model
+// small random values (N(0, 0.02²)). DiT's adaLN-Zero and PixArt's zero-initialised
+// gates and output layers make a fresh model the identity with a zero output, through
+// which no adapter receives a gradient; a pretrained model has no such zeros, and the
+// tiny pipelines stand in for one.
+func fillZeroWeights(m nn.Module, rng *rand.Rand) {
+	for _, p := range m.Params("") {
+		t := p.T()
+		if t.Rank() < 2 || t.DType() != tensor.F32 || slices.ContainsFunc(t.Data(), func(v float32) bool { return v != 0 }) {
+			continue
+		}
+		for i := range t.Data() {
+			t.Data()[i] = float32(rng.NormFloat64() * 0.02)
+		}
+	}
 }
 
 // Release frees the pipeline's weights.
