@@ -63,3 +63,21 @@ func TestLoadAndSizeErrors(t *testing.T) {
 		t.Fatalf("unknown sampler: %v", err)
 	}
 }
+
+func TestPromptLines(t *testing.T) {
+	def := PromptLine{Width: 32, Height: 32, Seed: 1, CFG: 7, Steps: 20}
+	got, err := ParsePromptLine("a red circle, my-style --n blurry, text --w 64 --h 48 --d 42 --l 5.5 --s 12", def)
+	want := PromptLine{Prompt: "a red circle, my-style", Negative: "blurry, text", Width: 64, Height: 48, Seed: 42, CFG: 5.5, Steps: 12}
+	if err != nil || got != want {
+		t.Fatalf("%+v %v", got, err)
+	}
+	lines, err := ParsePromptFile("# previews\n\na cat\na dog --s 3\n", def)
+	if err != nil || len(lines) != 2 || lines[0].Steps != 20 || lines[1].Steps != 3 {
+		t.Fatalf("%+v %v", lines, err)
+	}
+	for _, bad := range []string{"a cat --x 3", "a cat --w wide", "--s 3"} {
+		if _, err := ParsePromptLine(bad, def); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
