@@ -49,12 +49,12 @@ func kernelExpf(x float32) float32 {
 	return s[0]
 }
 
-// kernelExpShift overwrites s[i] with exp(s[i] − m) and returns the float32 sum of
-// the results. The exp is Cephes expf (about 1 ulp): Cody–Waite reduction by ln 2,
+// kernelExpShiftGo is the pure-Go kernelExpShift: it overwrites s[i] with
+// exp(s[i] − m) and returns the float32 sum of the results. The exp is Cephes expf (about 1 ulp): Cody–Waite reduction by ln 2,
 // then a degree-7 polynomial on |r| <= ln2/2, several times faster than float64
 // math.Exp. exp(−Inf) = 0, results below the smallest normal float32 flush to 0,
 // overflow gives +Inf, NaN propagates.
-func kernelExpShift(s []float32, m float32) float32 {
+func kernelExpShiftGo(s []float32, m float32) float32 {
 	const (
 		log2e = 1.44269504088896341
 		c1    = 0.693359375
