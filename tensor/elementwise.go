@@ -167,13 +167,33 @@ func binaryRef(out, a, b []float32, shape, aShape, bShape []int, op binaryOp) {
 // ---------------------------------------------------------------------------------
 // Gradient reduction.
 
+// maxWalkAxes bounds the axes a gradWalk keeps after merging (a rank-8 broadcast
+// with no mergeable neighbours); newGradWalk reports ok = false beyond it and the
+// callers fall back to gradRef. Fixed arrays keep a walk free of heap allocations.
+const maxWalkAxes = 8
+
+// maxRank bounds the rank newGradWalk takes (its stride scratch is on the stack).
+const maxRank = 32
+
 // walkAxes are outer axes of a gradWalk with the strides of the output (o), the
 // factor y and the destination (d) along each.
-type walkAxes struct{ shape, so, sy, sd []int }
+type walkAxes struct {
+	n                 int
+	shape, so, sy, sd [maxWalkAxes]int
+}
+
+// size returns the number of multi-indices over the axes.
+func (w *walkAxes) size() int {
+	s := 1
+	for _, d := range w.shape[:w.n] {
+		s *= d
+	}
+	return s
+}
 
 // at returns the three offsets of multi-index number r (row-major) over the axes.
-func (w walkAxes) at(r int) (o, y, d int) {
-	for i := len(w.shape) - 1; i >= 0; i-- {
+func (w *walkAxes) at(r int) (o, y, d int) {
+	for i := w.n - 1; i >= 0; i-- {
 		j := r % w.shape[i]
 		r /= w.shape[i]
 		o += j * w.so[i]
@@ -184,8 +204,8 @@ func (w walkAxes) at(r int) (o, y, d int) {
 }
 
 func (w *walkAxes) push(d, so, sy, sd int) {
-	w.shape = append(w.shape, d)
-	w.so, w.sy, w.sd = append(w.so, so), append(w.sy, sy), append(w.sd, sd)
+	w.shape[w.n], w.so[w.n], w.sy[w.n], w.sd[w.n] = d, so, sy, sd
+	w.n++
 }
 
 // gradWalk describes how the elements of an op's output map onto a destination
@@ -200,26 +220,51 @@ type gradWalk struct {
 }
 
 // newGradWalk returns the walk of an output of shape out into a destination of shape
-// dst with a factor of shape y (both broadcastable to out; y may be nil for none).
-func newGradWalk(out, dst, y []int) gradWalk {
+// dst with a factor of shape y (both broadcastable to out; y may be nil for none). ok
+// is false when more than maxWalkAxes axes remain after merging.
+func newGradWalk(out, dst, y []int) (w gradWalk, ok bool) {
 	if y == nil {
 		y = dst
 	}
-	so, sy, sd := contiguousStrides(out), stridesFor(y, out), stridesFor(dst, out)
+	if len(out) > maxRank {
+		return w, false
+	}
+	// Strides of out (contiguous), y and dst along each output axis (0 where
+	// broadcast); then merge, front to back, axes that every operand walks as one.
+	var so, sy, sd [maxRank]int
+	for i, st := len(out)-1, [3]int{1, 1, 1}; i >= 0; i-- {
+		so[i] = st[0]
+		st[0] *= out[i]
+		if j := i - (len(out) - len(y)); j >= 0 {
+			if y[j] != 1 {
+				sy[i] = st[1]
+			}
+			st[1] *= y[j]
+		}
+		if j := i - (len(out) - len(dst)); j >= 0 {
+			if dst[j] != 1 {
+				sd[i] = st[2]
+			}
+			st[2] *= dst[j]
+		}
+	}
 	var all walkAxes
 	for i, d := range out {
 		if d == 1 {
 			continue
 		}
-		if l := len(all.shape) - 1; l >= 0 && all.so[l] == so[i]*d && all.sy[l] == sy[i]*d && all.sd[l] == sd[i]*d {
+		if l := all.n - 1; l >= 0 && all.so[l] == so[i]*d && all.sy[l] == sy[i]*d && all.sd[l] == sd[i]*d {
 			all.shape[l] *= d
 			all.so[l], all.sy[l], all.sd[l] = so[i], sy[i], sd[i]
 			continue
 		}
+		if all.n == maxWalkAxes {
+			return w, false
+		}
 		all.push(d, so[i], sy[i], sd[i])
 	}
-	w := gradWalk{n: 1}
-	if l := len(all.shape) - 1; l >= 0 {
+	w.n = 1
+	if l := all.n - 1; l >= 0 {
 		w.n, w.incY, w.incD = all.shape[l], all.sy[l], all.sd[l]
 		if numel(out) == 0 {
 			w.n = 0
@@ -232,7 +277,17 @@ func newGradWalk(out, dst, y []int) gradWalk {
 			}
 		}
 	}
-	return w
+	return w, true
+}
+
+// gradReduce is gradKernel over the walk of out into dst with factor y (shapes as for
+// newGradWalk), or gradRef where the walk has too many axes.
+func gradReduce(dst, x, y []float32, out, dstShape, yShape []int, scale float32) {
+	if w, ok := newGradWalk(out, dstShape, yShape); ok {
+		gradKernel(dst, x, y, &w, scale)
+		return
+	}
+	gradRef(dst, x, y, out, dstShape, yShape, scale)
 }
 
 // gradColBlock is the widest column block of a reduction: its float64 accumulators
@@ -245,11 +300,11 @@ const gradColBlock = 256
 // element (dst broadcast along red axes or the inner row) are summed in float64 in
 // row-major output order, so the result does not depend on the thread count. Work is
 // split over dst elements only, hence without races.
-func gradKernel(dst, x, y []float32, w gradWalk, scale float32) {
+func gradKernel(dst, x, y []float32, w *gradWalk, scale float32) {
 	if (w.incD != 0 && w.incD != 1) || (y != nil && w.incY != 0 && w.incY != 1) {
 		panic("tensor: gradKernel on a walk whose inner strides are not 0 or 1") // coalescing rules this out
 	}
-	nk, nr, n := numel(w.keep.shape), numel(w.red.shape), w.n
+	nk, nr, n := w.keep.size(), w.red.size(), w.n
 	if n == 0 || nk == 0 || nr == 0 {
 		return
 	}
@@ -426,8 +481,12 @@ func gradRef(dst, x, y []float32, out, dstShape, yShape []int, scale float32) {
 	}
 }
 
-// add accumulates src into dst.
+// add accumulates src into dst, in parallel when it is long.
 func add(dst, src []float32) {
+	if len(dst) <= 2*kernelGrain || Threads() == 1 {
+		axpyRow(dst, src, 1) // no closure: views and slices call this once per row
+		return
+	}
 	parallelFor(len(dst), 2*kernelGrain, func(lo, hi int) {
 		axpyRow(dst[lo:hi], src[lo:hi], 1)
 	})

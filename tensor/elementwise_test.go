@@ -81,7 +81,13 @@ func TestGradKernel(t *testing.T) {
 					var first []float32
 					for _, threads := range []int{1, 2, 3} {
 						got := slices.Clone(init)
-						ktWithThreads(threads, func() { gradKernel(got, x, yd, newGradWalk(out, dst, y), -0.75) })
+						ktWithThreads(threads, func() {
+							w, ok := newGradWalk(out, dst, y)
+							if !ok {
+								t.Fatal("walk has too many axes")
+							}
+							gradKernel(got, x, yd, &w, -0.75)
+						})
 						// Both sum the same float32 terms in float64, in different orders:
 						// they agree to float32 rounding of the result (1 ulp ≈ 6e-8 rel.);
 						// 1e-6 of the largest |want| leaves room for cancellation.
@@ -149,10 +155,10 @@ func benchGrad(b *testing.B, out, dst, y []int) {
 	if y != nil {
 		yd = ktRand(rng, numel(y), -1, 1)
 	}
-	w := newGradWalk(out, dst, y)
+	w, _ := newGradWalk(out, dst, y)
 	b.SetBytes(int64(4 * (len(x) + len(d) + len(yd))))
 	b.ReportAllocs()
 	for b.Loop() {
-		gradKernel(d, x, yd, w, 1)
+		gradKernel(d, x, yd, &w, 1)
 	}
 }

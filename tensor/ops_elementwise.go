@@ -158,29 +158,29 @@ func binaryBackward(op binaryOp, da, db, dout, ad, bd []float32, out, as, bs []i
 	if da != nil {
 		switch op {
 		case opAdd, opSub:
-			gradKernel(da, dout, nil, newGradWalk(out, as, nil), 1)
+			gradReduce(da, dout, nil, out, as, nil, 1)
 		case opMul:
-			gradKernel(da, dout, bd, newGradWalk(out, as, bs), 1)
+			gradReduce(da, dout, bd, out, as, bs, 1)
 		default: // d(a/b)/da = 1/b: divide first, so that the terms round as a/b does
 			t := CPU.alloc(F32, len(dout), false)
 			binaryKernel(t.f32, dout, bd, newBcast(out, out, bs), opDiv)
-			gradKernel(da, t.f32, nil, newGradWalk(out, as, nil), 1)
+			gradReduce(da, t.f32, nil, out, as, nil, 1)
 			t.release()
 		}
 	}
 	if db != nil {
 		switch op {
 		case opAdd:
-			gradKernel(db, dout, nil, newGradWalk(out, bs, nil), 1)
+			gradReduce(db, dout, nil, out, bs, nil, 1)
 		case opSub:
-			gradKernel(db, dout, nil, newGradWalk(out, bs, nil), -1)
+			gradReduce(db, dout, nil, out, bs, nil, -1)
 		case opMul:
-			gradKernel(db, dout, ad, newGradWalk(out, bs, as), 1)
+			gradReduce(db, dout, ad, out, bs, as, 1)
 		default: // d(a/b)/db = −a/b²: dout·((a/b)/b)
 			t := CPU.alloc(F32, len(dout), false)
 			binaryKernel(t.f32, ad, bd, newBcast(out, as, bs), opDiv)
 			binaryKernel(t.f32, t.f32, bd, newBcast(out, out, bs), opDiv)
-			gradKernel(db, dout, t.f32, newGradWalk(out, bs, out), -1)
+			gradReduce(db, dout, t.f32, out, bs, out, -1)
 			t.release()
 		}
 	}
@@ -247,7 +247,7 @@ func reduce(op string, x *Tensor, keepDim bool, scale float32, axes []int) *Tens
 	out := newTensor(true, shape...)
 	o := out.Data()
 	// float64 sums per output element, in a fixed order (see gradKernel).
-	gradKernel(o, xd, nil, newGradWalk(x.shape, kept, nil), scale)
+	gradReduce(o, xd, nil, x.shape, kept, nil, scale)
 	if needsGrad(x) {
 		record(out, op, []*Tensor{x}, nil, func(dout []float32, dx gradFn) {
 			d := dx(0)
