@@ -265,6 +265,18 @@ func geluForward(out, x []float32, approxTanh bool) {
 	})
 }
 
+// geluClamp clamps x to [−10, 10], leaving NaN as it is (cheaper than the builtin
+// min and max, which order NaN and signed zeros).
+func geluClamp(x float32) float32 {
+	if x < -10 {
+		return -10
+	}
+	if x > 10 {
+		return 10
+	}
+	return x
+}
+
 // geluErfPhi returns Φ(x) given e = exp(−x²/2).
 func geluErfPhi(x, e float32) float32 {
 	z := x * (1 / geluSqrt2)
@@ -299,12 +311,12 @@ func geluBackward(dx, dout, x []float32, approxTanh bool) {
 			gs, ds, es := dout[b:b+len(xs)], dx[b:b+len(xs)], e[:len(xs)]
 			if approxTanh {
 				for i, v := range xs {
-					v = min(max(v, -10), 10)
+					v = geluClamp(v)
 					es[i] = -2 * geluSqrt2OverPi * (v + geluTanhCubic*v*v*v)
 				}
 				kernelExpShift(es, 0)
 				for i, v := range xs {
-					v = min(max(v, -10), 10)
+					v = geluClamp(v)
 					s := 1 / (1 + es[i])
 					es := es[i] * s * s // e·s² = σ(2u)(1−σ(2u)) ≤ ¼: formed first, so nothing overflows
 					du := geluSqrt2OverPi * (1 + 3*geluTanhCubic*v*v)
