@@ -254,10 +254,3 @@ func Checkpoint(f func(in []*Tensor) *Tensor, inputs ...*Tensor) *Tensor {
 	})
 	return out
 }
-
-// add accumulates src into dst.
-func add(dst, src []float32) {
-	for i := range dst {
-		dst[i] += src[i]
-	}
-}

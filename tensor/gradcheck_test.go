@@ -105,6 +105,7 @@ func TestGradElementwise(t *testing.T) {
 		{{1, 7}, {5, 1}},
 		{{2, 1, 3}, {1, 4, 1}},
 		{{}, {2, 3}},
+		{{2, 2, 2, 2, 2, 2, 2, 2, 2}, {2, 1, 2, 1, 2, 1, 2, 1, 2}}, // more axes than a gradWalk holds: gradRef
 	}
 	ops := []struct {
 		name string

@@ -97,53 +97,6 @@ func (p bcast) offsets(r int) (ia, ib int) {
 	return ia, ib
 }
 
-// binaryKernel computes out = f(a, b) elementwise under the broadcast p.
-func binaryKernel(out, a, b []float32, p bcast, f func(x, y float32) float32) {
-	rows, n := p.rows()
-	sa, sb := p.sa[len(p.sa)-1], p.sb[len(p.sb)-1]
-	parallelFor(rows, max(1, 16384/max(n, 1)), func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			ia, ib := p.offsets(r)
-			o := out[r*n : r*n+n]
-			switch {
-			case sa == 1 && sb == 1:
-				x, y := a[ia:ia+n], b[ib:ib+n]
-				for i := range o {
-					o[i] = f(x[i], y[i])
-				}
-			case sa == 1:
-				x, y := a[ia:ia+n], b[ib]
-				for i := range o {
-					o[i] = f(x[i], y)
-				}
-			default:
-				for i := range o {
-					o[i] = f(a[ia+i*sa], b[ib+i*sb])
-				}
-			}
-		}
-	})
-}
-
-// reduceInto accumulates f(i, j) for every output element into dst at the operand
-// offset given by which (0: a's strides, 1: b's strides). Serial, because broadcast
-// operands receive several contributions per element.
-func reduceInto(dst []float32, p bcast, which int, f func(o, ia, ib int) float32) {
-	rows, n := p.rows()
-	sa, sb := p.sa[len(p.sa)-1], p.sb[len(p.sb)-1]
-	for r := range rows {
-		ia, ib := p.offsets(r)
-		for i := range n {
-			v := f(r*n+i, ia+i*sa, ib+i*sb)
-			if which == 0 {
-				dst[ia+i*sa] += v
-			} else {
-				dst[ib+i*sb] += v
-			}
-		}
-	}
-}
-
 type binaryOp int
 
 const (
@@ -173,13 +126,7 @@ func binary(op binaryOp, a, b *Tensor) *Tensor {
 	p := newBcast(shape, a.shape, b.shape)
 	ad, bd := mustF32(name, a), mustF32(name, b)
 	out := newTensor(false, shape...)
-	f := [...]func(x, y float32) float32{
-		func(x, y float32) float32 { return x + y },
-		func(x, y float32) float32 { return x - y },
-		func(x, y float32) float32 { return x * y },
-		func(x, y float32) float32 { return x / y },
-	}[op]
-	binaryKernel(out.Data(), ad, bd, p, f)
+	binaryKernel(out.Data(), ad, bd, p, op)
 	if !needsGrad(a, b) {
 		return out
 	}
@@ -198,34 +145,45 @@ func binary(op binaryOp, a, b *Tensor) *Tensor {
 			saved = append(saved, a)
 		}
 	}
-	same := slices.Equal(a.shape, shape) && slices.Equal(b.shape, shape)
+	as, bs := a.shape, b.shape
 	record(out, name, []*Tensor{a, b}, saved, func(dout []float32, dx gradFn) {
-		if da := dx(0); da != nil {
-			switch {
-			case op <= opSub && same:
-				add(da, dout)
-			case op <= opSub:
-				reduceInto(da, p, 0, func(o, _, _ int) float32 { return dout[o] })
-			case op == opMul:
-				reduceInto(da, p, 0, func(o, _, ib int) float32 { return dout[o] * bd[ib] })
-			default:
-				reduceInto(da, p, 0, func(o, _, ib int) float32 { return dout[o] / bd[ib] })
-			}
-		}
-		if db := dx(1); db != nil {
-			switch op {
-			case opAdd:
-				reduceInto(db, p, 1, func(o, _, _ int) float32 { return dout[o] })
-			case opSub:
-				reduceInto(db, p, 1, func(o, _, _ int) float32 { return -dout[o] })
-			case opMul:
-				reduceInto(db, p, 1, func(o, ia, _ int) float32 { return dout[o] * ad[ia] })
-			default:
-				reduceInto(db, p, 1, func(o, ia, ib int) float32 { y := bd[ib]; return -dout[o] * ad[ia] / (y * y) })
-			}
-		}
+		binaryBackward(op, dx(0), dx(1), dout, ad, bd, shape, as, bs)
 	})
 	return out
+}
+
+// binaryBackward accumulates the gradients of out = a op b (shapes out, as, bs) from
+// dout into da and db (either may be nil).
+func binaryBackward(op binaryOp, da, db, dout, ad, bd []float32, out, as, bs []int) {
+	if da != nil {
+		switch op {
+		case opAdd, opSub:
+			gradReduce(da, dout, nil, out, as, nil, 1)
+		case opMul:
+			gradReduce(da, dout, bd, out, as, bs, 1)
+		default: // d(a/b)/da = 1/b: divide first, so that the terms round as a/b does
+			t := CPU.alloc(F32, len(dout), false)
+			binaryKernel(t.f32, dout, bd, newBcast(out, out, bs), opDiv)
+			gradReduce(da, t.f32, nil, out, as, nil, 1)
+			t.release()
+		}
+	}
+	if db != nil {
+		switch op {
+		case opAdd:
+			gradReduce(db, dout, nil, out, bs, nil, 1)
+		case opSub:
+			gradReduce(db, dout, nil, out, bs, nil, -1)
+		case opMul:
+			gradReduce(db, dout, ad, out, bs, as, 1)
+		default: // d(a/b)/db = −a/b²: dout·((a/b)/b)
+			t := CPU.alloc(F32, len(dout), false)
+			binaryKernel(t.f32, ad, bd, newBcast(out, as, bs), opDiv)
+			binaryKernel(t.f32, t.f32, bd, newBcast(out, out, bs), opDiv)
+			gradReduce(db, dout, t.f32, out, bs, out, -1)
+			t.release()
+		}
+	}
 }
 
 // Scale returns s·x.
@@ -241,9 +199,7 @@ func Scale(x *Tensor, s float32) *Tensor {
 	if needsGrad(x) {
 		record(out, "Scale", []*Tensor{x}, nil, func(dout []float32, dx gradFn) {
 			d := dx(0)
-			for i := range d {
-				d[i] += s * dout[i]
-			}
+			parallelFor(len(d), 2*kernelGrain, func(lo, hi int) { axpyRow(d[lo:hi], dout[lo:hi], s) })
 		})
 	}
 	return out
@@ -290,31 +246,13 @@ func reduce(op string, x *Tensor, keepDim bool, scale float32, axes []int) *Tens
 	}
 	out := newTensor(true, shape...)
 	o := out.Data()
-	rows, n := p.rows()
-	sb := p.sb[len(p.sb)-1]
-	if x.Len() > 0 {
-		// Kahan-compensated float32 sums: close to float64 accuracy, and the
-		// compensation buffer comes from the pool so the counters see it.
-		cs := CPU.alloc(F32, len(o), true)
-		comp := cs.f32
-		for r := range rows {
-			ia, ib := p.offsets(r)
-			for i := range n {
-				j := ib + i*sb
-				y := xd[ia+i] - comp[j]
-				t := o[j] + y
-				comp[j] = (t - o[j]) - y
-				o[j] = t
-			}
-		}
-		cs.release()
-		for i := range o {
-			o[i] *= scale
-		}
-	}
+	// float64 sums per output element, in a fixed order (see gradKernel).
+	gradReduce(o, xd, nil, x.shape, kept, nil, scale)
 	if needsGrad(x) {
 		record(out, op, []*Tensor{x}, nil, func(dout []float32, dx gradFn) {
 			d := dx(0)
+			rows, n := p.rows()
+			sb := p.sb[len(p.sb)-1]
 			for r := range rows {
 				ia, ib := p.offsets(r)
 				for i := range n {

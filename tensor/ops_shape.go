@@ -166,10 +166,12 @@ func Concat(ax int, ts ...*Tensor) *Tensor {
 	at := 0
 	for _, t := range ts {
 		d := mustF32("Concat", t)
-		row := numel(t.shape[ax:])
-		for r := range outer {
-			copy(o[r*rowOut+at:r*rowOut+at+row], d[r*row:r*row+row])
-		}
+		row, off := numel(t.shape[ax:]), at
+		parallelFor(outer, max(1, kernelGrain/max(row, 1)), func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				copy(o[r*rowOut+off:r*rowOut+off+row], d[r*row:r*row+row])
+			}
+		})
 		at += row
 	}
 	if needsGrad(ts...) {
@@ -178,9 +180,11 @@ func Concat(ax int, ts ...*Tensor) *Tensor {
 			for i, t := range ts {
 				row := numel(t.shape[ax:])
 				if d := dx(i); d != nil {
-					for r := range outer {
-						add(d[r*row:r*row+row], dout[r*rowOut+at:r*rowOut+at+row])
-					}
+					parallelFor(outer, max(1, kernelGrain/max(row, 1)), func(lo, hi int) {
+						for r := lo; r < hi; r++ {
+							axpyRow(d[r*row:r*row+row], dout[r*rowOut+at:r*rowOut+at+row], 1)
+						}
+					})
 				}
 				at += row
 			}
@@ -207,15 +211,19 @@ func Slice(x *Tensor, ax, start, end int) *Tensor {
 	xd := mustF32("Slice", x)
 	out := newTensor(false, shape...)
 	o := out.Data()
-	for r := range outer {
-		copy(o[r*rowOut:(r+1)*rowOut], xd[r*rowIn+start*inner:])
-	}
+	parallelFor(outer, max(1, kernelGrain/max(rowOut, 1)), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			copy(o[r*rowOut:(r+1)*rowOut], xd[r*rowIn+start*inner:])
+		}
+	})
 	if needsGrad(x) {
 		record(out, "Slice", []*Tensor{x}, nil, func(dout []float32, dx gradFn) {
 			d := dx(0)
-			for r := range outer {
-				add(d[r*rowIn+start*inner:r*rowIn+start*inner+rowOut], dout[r*rowOut:(r+1)*rowOut])
-			}
+			parallelFor(outer, max(1, kernelGrain/max(rowOut, 1)), func(lo, hi int) {
+				for r := lo; r < hi; r++ {
+					axpyRow(d[r*rowIn+start*inner:r*rowIn+start*inner+rowOut], dout[r*rowOut:(r+1)*rowOut], 1)
+				}
+			})
 		})
 	}
 	return out
