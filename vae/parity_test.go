@@ -169,3 +169,44 @@ func expectClose(t *testing.T, name string, got, want *tensor.Tensor, tol float6
 		t.Fatalf("%s: %v exceeds %.0e", name, d, tol)
 	}
 }
+
+// TestLatentsParity checks the pipeline conventions on the golden tensors:
+// EncodeLatents is scaling·mean, or scaling·(mean + std·noise) with noise, and
+// DecodeLatents(scaling·z) is the golden decode(z).
+func TestLatentsParity(t *testing.T) {
+	m, dir := goldenModel(t)
+	io := openGolden(t, filepath.Join(dir, "io.safetensors"))
+	img, z := readGolden(t, io, "image"), readGolden(t, io, "z")
+	defer tensor.Release(img, z)
+	s := float32(m.Config.ScalingFactor)
+	scaled := func(name string, f func(float32) float32) *tensor.Tensor {
+		x := readGolden(t, io, name)
+		for i, v := range x.Data() {
+			x.Data()[i] = s * f(v)
+		}
+		return x
+	}
+	mean := scaled("mean", func(v float32) float32 { return v })
+	defer mean.Release()
+	got := m.EncodeLatents(img, nil)
+	expectClose(t, "EncodeLatents(mean)", got, mean.Clone(), outTol)
+	got.Release()
+
+	// With z as the noise: scaling·(mean + std·z).
+	std := readGolden(t, io, "std")
+	want := mean.Clone()
+	for i := range want.Data() {
+		want.Data()[i] += s * std.Data()[i] * z.Data()[i]
+	}
+	std.Release()
+	got = m.EncodeLatents(img, z)
+	expectClose(t, "EncodeLatents(sample)", got, want, outTol)
+	got.Release()
+
+	zModel := scaled("z", func(v float32) float32 { return v })
+	defer zModel.Release()
+	var dec *tensor.Tensor
+	tensor.NoGrad(func() { dec = m.DecodeLatents(zModel) })
+	expectClose(t, "DecodeLatents", dec, readGolden(t, io, "decoded"), outTol)
+	dec.Release()
+}
