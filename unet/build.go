@@ -70,7 +70,7 @@ func build(c Config, b *builder) (*UNet2DConditionModel, error) {
 
 	ch := c.BlockOutChannels[levels-1]
 	m.MidBlock = &MidBlock{name: "mid_block",
-		Resnets:    []*ResnetBlock2D{b.resnet(c, ch, ch, c.MidBlockScaleFactor), b.resnet(c, ch, ch, c.MidBlockScaleFactor)},
+		Resnets:    []*nn.ResnetBlock2D{b.resnet(c, ch, ch, c.MidBlockScaleFactor), b.resnet(c, ch, ch, c.MidBlockScaleFactor)},
 		Attentions: []*Transformer2DModel{b.transformer(c, ch, levels-1)}}
 
 	out = ch
@@ -170,8 +170,8 @@ func (b *builder) layerNorm(dim int) *nn.LayerNorm {
 }
 
 // resnet is ResnetBlock2D(in, out, temb_channels, groups, eps, output_scale_factor).
-func (b *builder) resnet(c Config, in, out int, outScale float64) *ResnetBlock2D {
-	r := &ResnetBlock2D{
+func (b *builder) resnet(c Config, in, out int, outScale float64) *nn.ResnetBlock2D {
+	r := &nn.ResnetBlock2D{
 		Norm1:             b.groupNorm(c.NormNumGroups, in, c.NormEps),
 		Conv1:             b.conv(in, out, 3, 1, 1),
 		TimeEmbProj:       b.linear(c.TimeEmbeddingDim, out, true),

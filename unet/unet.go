@@ -81,44 +81,6 @@ const transformerNormEps = 1e-6
 // layerNormEps is BasicTransformerBlock's LayerNorm eps (norm_eps default).
 const layerNormEps = 1e-5
 
-// ResnetBlock2D is diffusers' ResnetBlock2D with the default time-embedding norm:
-// out = (shortcut(x) + conv2(SiLU(norm2(conv1(SiLU(norm1(x))) + proj(SiLU(temb)))))) / s.
-type ResnetBlock2D struct {
-	Norm1        *nn.GroupNorm
-	Conv1        *nn.Conv2d
-	TimeEmbProj  *nn.Linear
-	Norm2        *nn.GroupNorm
-	Conv2        *nn.Conv2d
-	ConvShortcut *nn.Conv2d // 1×1, only when the channel count changes
-	// OutputScaleFactor divides the output (1 for Stable Diffusion).
-	OutputScaleFactor float64
-}
-
-// Params returns norm1, conv1, time_emb_proj, norm2, conv2 and conv_shortcut.
-func (r *ResnetBlock2D) Params(prefix string) []nn.Param {
-	return nn.Children(prefix, nn.Child{Name: "norm1", M: r.Norm1}, nn.Child{Name: "conv1", M: r.Conv1},
-		nn.Child{Name: "time_emb_proj", M: r.TimeEmbProj}, nn.Child{Name: "norm2", M: r.Norm2},
-		nn.Child{Name: "conv2", M: r.Conv2}, nn.Child{Name: "conv_shortcut", M: r.ConvShortcut})
-}
-
-// Forward maps x [N, Cin, H, W] and the time embedding temb [N, T] to [N, Cout, H, W].
-func (r *ResnetBlock2D) Forward(x, temb *tensor.Tensor) *tensor.Tensor {
-	h := pipe(x, r.Norm1.Forward, tensor.SiLU, r.Conv1.Forward)  // [N, Cout, H, W]
-	e := pipe(temb, tensor.SiLU, r.TimeEmbProj.Forward, spatial) // [N, Cout, 1, 1]
-	defer tensor.Release(h, e)
-	h2 := pipe(h, plus(e), r.Norm2.Forward, tensor.SiLU, r.Conv2.Forward)
-	defer h2.Release()
-	skip := x
-	if r.ConvShortcut != nil {
-		skip = r.ConvShortcut.Forward(x)
-		defer skip.Release()
-	}
-	if r.OutputScaleFactor == 1 {
-		return tensor.Add(skip, h2)
-	}
-	return pipe(skip, plus(h2), scale(1/r.OutputScaleFactor))
-}
-
 // BasicTransformerBlock is diffusers' BasicTransformerBlock with layer norms:
 // self-attention, cross-attention to the context, GEGLU feed-forward, each pre-norm
 // and residual.
@@ -183,9 +145,9 @@ func (t *Transformer2DModel) forward(run *runner, x, context *tensor.Tensor) *te
 	hh, ww := x.Dim(2), x.Dim(3)
 	var h *tensor.Tensor
 	if t.UseLinearProjection {
-		h = pipe(x, t.Norm.Forward, tokens, t.ProjIn.Forward) // [N, H·W, inner]
+		h = nn.Pipe(x, t.Norm.Forward, tokens, t.ProjIn.Forward) // [N, H·W, inner]
 	} else {
-		h = pipe(x, t.Norm.Forward, t.ProjIn.Forward, tokens) // [N, H·W, inner]
+		h = nn.Pipe(x, t.Norm.Forward, t.ProjIn.Forward, tokens) // [N, H·W, inner]
 	}
 	for _, b := range t.TransformerBlocks {
 		next := run.checkpoint(func(in []*tensor.Tensor) *tensor.Tensor { return b.Forward(in[0], in[1]) }, h, context)
@@ -195,9 +157,9 @@ func (t *Transformer2DModel) forward(run *runner, x, context *tensor.Tensor) *te
 	defer h.Release()
 	var out *tensor.Tensor
 	if t.UseLinearProjection {
-		out = pipe(h, t.ProjOut.Forward, image(hh, ww)) // [N, C, H, W]
+		out = nn.Pipe(h, t.ProjOut.Forward, image(hh, ww)) // [N, C, H, W]
 	} else {
-		out = pipe(h, image(hh, ww), t.ProjOut.Forward) // [N, C, H, W]
+		out = nn.Pipe(h, image(hh, ww), t.ProjOut.Forward) // [N, C, H, W]
 	}
 	defer out.Release()
 	return tensor.Add(out, x)
@@ -230,14 +192,14 @@ func (u *Upsample2D) Params(prefix string) []nn.Param {
 
 // Forward maps [N, C, H, W] to [N, C, 2H, 2W].
 func (u *Upsample2D) Forward(x *tensor.Tensor) *tensor.Tensor {
-	return pipe(x, tensor.UpsampleNearest2x, u.Conv.Forward)
+	return nn.Pipe(x, tensor.UpsampleNearest2x, u.Conv.Forward)
 }
 
 // DownBlock is CrossAttnDownBlock2D (a Transformer2DModel after each resnet) or
 // DownBlock2D (no attentions), with a Downsample2D except at the last level.
 type DownBlock struct {
 	Type        string
-	Resnets     []*ResnetBlock2D
+	Resnets     []*nn.ResnetBlock2D
 	Attentions  []*Transformer2DModel // empty for DownBlock2D
 	Downsampler *Downsample2D         // downsamplers.0; nil at the last level
 	name        string                // checkpoint key prefix, for BlockSaved
@@ -275,7 +237,7 @@ func (d *DownBlock) forward(run *runner, x, temb, context *tensor.Tensor) []*ten
 
 // MidBlock is UNetMidBlock2DCrossAttn: resnet, then (attention, resnet) pairs.
 type MidBlock struct {
-	Resnets    []*ResnetBlock2D
+	Resnets    []*nn.ResnetBlock2D
 	Attentions []*Transformer2DModel
 	name       string
 }
@@ -308,7 +270,7 @@ func (m *MidBlock) forward(run *runner, x, temb, context *tensor.Tensor) *tensor
 // the full-resolution level.
 type UpBlock struct {
 	Type       string
-	Resnets    []*ResnetBlock2D
+	Resnets    []*nn.ResnetBlock2D
 	Attentions []*Transformer2DModel // empty for UpBlock2D
 	Upsampler  *Upsample2D           // upsamplers.0; nil at the last (full-resolution) block
 	name       string
@@ -414,7 +376,7 @@ func (m *UNet2DConditionModel) Forward(sample *tensor.Tensor, timesteps []float3
 
 	x := sample
 	if c.CenterInputSample {
-		x = pipe(sample, scale(2), addScalar(-1))
+		x = nn.Pipe(sample, scale(2), addScalar(-1))
 		defer x.Release()
 	}
 	skips := []*tensor.Tensor{run.layer("conv_in", m.ConvIn.Forward, x)} // [N, C0, H, W]
@@ -432,7 +394,7 @@ func (m *UNet2DConditionModel) Forward(sample *tensor.Tensor, timesteps []float3
 	}
 	defer h.Release()
 	return run.layer("conv_norm_out+conv_out", func(h *tensor.Tensor) *tensor.Tensor {
-		return pipe(h, m.ConvNormOut.Forward, tensor.SiLU, m.ConvOut.Forward)
+		return nn.Pipe(h, m.ConvNormOut.Forward, tensor.SiLU, m.ConvOut.Forward)
 	}, h)
 }
 
@@ -490,7 +452,7 @@ func (r *runner) layer(name string, f func(*tensor.Tensor) *tensor.Tensor, x *te
 }
 
 // resnet runs a resnet block, checkpointed when enabled, and logs its saved bytes.
-func (r *runner) resnet(name string, b *ResnetBlock2D, x, temb *tensor.Tensor) *tensor.Tensor {
+func (r *runner) resnet(name string, b *nn.ResnetBlock2D, x, temb *tensor.Tensor) *tensor.Tensor {
 	before := tensor.SavedBytes()
 	out := r.checkpoint(func(in []*tensor.Tensor) *tensor.Tensor { return b.Forward(in[0], in[1]) }, x, temb)
 	r.log(name, before)
@@ -523,23 +485,9 @@ func (r *runner) log(name string, before int64) {
 	}
 }
 
-// pipe applies fs to x in turn, releasing each intermediate result as soon as the next
-// exists; x itself stays the caller's.
-func pipe(x *tensor.Tensor, fs ...func(*tensor.Tensor) *tensor.Tensor) *tensor.Tensor {
-	h := x
-	for _, f := range fs {
-		next := f(h)
-		if h != x {
-			h.Release()
-		}
-		h = next
-	}
-	return h
-}
-
 // residual returns x + f_n(...f_1(x)).
 func residual(x *tensor.Tensor, fs ...func(*tensor.Tensor) *tensor.Tensor) *tensor.Tensor {
-	return pipe(x, append(fs, plus(x))...)
+	return nn.Pipe(x, append(fs, plus(x))...)
 }
 
 // plus returns h ↦ h + y.
@@ -555,11 +503,6 @@ func scale(s float64) func(*tensor.Tensor) *tensor.Tensor {
 // addScalar returns h ↦ h + c.
 func addScalar(c float32) func(*tensor.Tensor) *tensor.Tensor {
 	return func(h *tensor.Tensor) *tensor.Tensor { return tensor.AddScalar(h, c) }
-}
-
-// spatial views [N, C] as [N, C, 1, 1].
-func spatial(x *tensor.Tensor) *tensor.Tensor {
-	return tensor.Reshape(x, x.Dim(0), x.Dim(1), 1, 1) // [N, C, 1, 1]
 }
 
 // tokens turns an image [N, C, H, W] into tokens [N, H·W, C].

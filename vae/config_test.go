@@ -1,0 +1,166 @@
+package vae
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/difftune/difftune/internal/golden"
+)
+
+// readManifest reads a golden key -> shape map of a real-size model.
+func readManifest(t *testing.T, name string) map[string][]int {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(golden.Dir(t), "manifests", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string][]int
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return m
+}
+
+// sameShapes fails unless got and want hold the same names with the same shapes.
+func sameShapes(t *testing.T, what string, got, want map[string][]int) {
+	t.Helper()
+	for k, s := range want {
+		if g, ok := got[k]; !ok {
+			t.Errorf("%s: missing %s %v", what, k, s)
+		} else if !slices.Equal(g, s) {
+			t.Errorf("%s: %s has shape %v, want %v", what, k, g, s)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s: unexpected %s", what, k)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d names, want %d", what, len(got), len(want))
+	}
+}
+
+// TestPresetMatchesManifest checks the sd preset against the real SD VAE: its
+// config.json loads to the preset, and the preset's parameters are the real key set
+// with the real shapes (shapes only: nothing is allocated).
+func TestPresetMatchesManifest(t *testing.T) {
+	cfg, err := LoadConfig(filepath.Join(golden.Dir(t), "manifests", "sd_vae.config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := Presets["sd"].Config; !reflect.DeepEqual(cfg, p) {
+		t.Fatalf("sd_vae.config.json loads to\n%+v\nthe sd preset is\n%+v", cfg, p)
+	}
+	got, err := ParamShapes(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameShapes(t, "sd preset", got, readManifest(t, "sd_vae.json"))
+}
+
+// TestLDMNames maps the SD 1.5 single-file VAE keys (first_stage_model.*) onto the
+// diffusers SD VAE name for name and shape for shape, and back.
+func TestLDMNames(t *testing.T) {
+	cfg := Presets["sd"].Config
+	ldm := readManifest(t, "sd15_original_ldm.json") // UNet, VAE and text encoder keys
+	want := readManifest(t, "sd_vae.json")
+	var keys []string
+	for k := range ldm {
+		keys = append(keys, k)
+	}
+	toDiffusers, err := LDMToDiffusers(cfg, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]int{}
+	for k, d := range toDiffusers {
+		if _, dup := got[d]; dup {
+			t.Fatalf("two LDM keys map to %s", d)
+		}
+		got[d] = DiffusersShape(d, ldm[k])
+	}
+	sameShapes(t, "first_stage_model.* mapped to diffusers", got, want)
+
+	var names []string
+	for k := range want {
+		names = append(names, k)
+	}
+	back, err := DiffusersToLDM(cfg, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d, l := range back {
+		if s, ok := ldm[l]; !ok {
+			t.Errorf("%s maps to %s, which the LDM file lacks", d, l)
+		} else if !slices.Equal(LDMShape(d, want[d]), s) {
+			t.Errorf("%s: LDM shape %v, file has %v", d, LDMShape(d, want[d]), s)
+		}
+	}
+	// Spot checks of the renames that matter: reversed up levels, 1×1 attention, shortcut.
+	for ldmKey, d := range map[string]string{
+		"first_stage_model.decoder.up.3.upsample.conv.weight":        "decoder.up_blocks.0.upsamplers.0.conv.weight",
+		"first_stage_model.decoder.up.0.block.2.conv2.bias":          "decoder.up_blocks.3.resnets.2.conv2.bias",
+		"first_stage_model.encoder.mid.attn_1.proj_out.weight":       "encoder.mid_block.attentions.0.to_out.0.weight",
+		"first_stage_model.encoder.down.1.block.0.nin_shortcut.bias": "encoder.down_blocks.1.resnets.0.conv_shortcut.bias",
+		"first_stage_model.decoder.norm_out.weight":                  "decoder.conv_norm_out.weight",
+	} {
+		if toDiffusers[ldmKey] != d {
+			t.Errorf("%s -> %q, want %q", ldmKey, toDiffusers[ldmKey], d)
+		}
+	}
+	if _, err := LDMToDiffusers(cfg, []string{"first_stage_model.encoder.down.4.block.0.conv1.weight"}); err == nil ||
+		!strings.Contains(err.Error(), "encoder.down.4") {
+		t.Fatalf("a fifth level: error %v, want one naming the key", err)
+	}
+}
+
+// TestLoadConfigErrors checks that bad configs fail naming the field.
+func TestLoadConfigErrors(t *testing.T) {
+	base := `"_class_name": "AutoencoderKL", "block_out_channels": [32, 64], "norm_num_groups": 8,
+		"down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D"], "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D"]`
+	for _, c := range []struct{ name, extra, want string }{
+		{"unknown field", `"use_tiling": true`, `unknown field(s) ["use_tiling"]`},
+		{"other class", `"_class_name": "VQModel"`, `"_class_name"`},
+		{"activation", `"act_fn": "gelu"`, `"act_fn"`},
+		{"latent statistics", `"latents_mean": [0.1, 0.2, 0.3, 0.4]`, `"latents_mean"`},
+		{"wrong type", `"layers_per_block": "two"`, `"layers_per_block"`},
+		{"groups", `"norm_num_groups": 5`, `"block_out_channels"`},
+		{"block type", `"down_block_types": ["DownEncoderBlock2D", "AttnDownEncoderBlock2D"]`, `"AttnDownEncoderBlock2D"`},
+		{"levels", `"up_block_types": ["UpDecoderBlock2D"]`, `"up_block_types"`},
+		{"sample size", `"sample_size": "big"`, `"sample_size"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// A later duplicate key wins in encoding/json, so extra overrides base.
+			path := filepath.Join(t.TempDir(), "config.json")
+			if err := os.WriteFile(path, []byte("{"+base+", "+c.extra+"}"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadConfig(path)
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("error %v, want one naming %s and %s", err, path, c.want)
+			}
+		})
+	}
+	t.Run("defaults and options", func(t *testing.T) {
+		c, err := ParseConfig([]byte("{" + base + `, "shift_factor": 0.1159, "sample_size": [512, 768], "use_quant_conv": false}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ShiftFactor != 0.1159 || c.SampleSize != 768 || c.UseQuantConv || !c.UsePostQuantConv || c.LayersPerBlock != 1 || c.ScalingFactor != 0.18215 {
+			t.Fatalf("%+v", c)
+		}
+		shapes, err := ParamShapes(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := shapes["quant_conv.weight"]; ok {
+			t.Fatal("quant_conv built although use_quant_conv is false")
+		}
+	})
+}
