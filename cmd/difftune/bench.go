@@ -3,12 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/difftune/difftune/adapters"
+	"github.com/difftune/difftune/membench"
 	"github.com/difftune/difftune/tensor"
 	"github.com/difftune/difftune/train"
 )
@@ -18,7 +20,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure kernels and training steps on this machine",
 	}
-	cmd.AddCommand(newBenchGemmCmd(), newBenchStepCmd())
+	cmd.AddCommand(newBenchGemmCmd(), newBenchStepCmd(), newBenchMemoryCmd())
 	requireSubcommand(cmd)
 	return cmd
 }
@@ -154,3 +156,65 @@ optimizer parts, peak live tensor bytes and peak RSS.`,
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func newBenchMemoryCmd() *cobra.Command {
+	var o struct {
+		models []string
+		rank   int
+		json   bool
+	}
+	cmd := &cobra.Command{
+		Use:   "memory",
+		Short: "Peak training memory per method and form (the paper's comparison)",
+		Long: `For a Llama-3.2-1B-shaped decoder (batch 8), DiT-XL/2 and the SD1.5 UNet (batch 1), measures one
+training step's peak memory split into parameters, gradients, optimizer state, saved activations and
+transients, for full finetuning and LoRA/DoRA in each form (adapters on every attention and MLP
+linear layer). Shapes that fit this machine are measured; the real sizes are evaluated from the
+same accounting fitted over depth and token count, and the fit is checked against a measured shape.`,
+		Example: `  difftune bench memory --json > memory.jsonl
+  difftune bench memory --model dit-xl-2 --rank 16`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.OutOrStdout()
+			var all []membench.Row
+			for _, p := range membench.Plans {
+				if len(o.models) > 0 && !slices.Contains(o.models, p.Model) {
+					continue
+				}
+				for _, m := range membench.Methods {
+					measured, evaluated, checkErr, err := membench.Evaluate(p, m, o.rank)
+					if err != nil {
+						return fmt.Errorf("%s %s: %w", p.Model, m.Label(), err)
+					}
+					rows := append(measured, evaluated...)
+					all = append(all, rows...)
+					for _, r := range rows {
+						if o.json {
+							b, _ := json.Marshal(r)
+							fmt.Fprintln(out, string(b))
+						}
+					}
+					if !o.json {
+						for _, r := range evaluated {
+							fmt.Fprintf(out, "%-9s %6d tokens  %-26s peak %7.2f GiB = params %.2f + grads %.2f + optimizer %.2f + saved %.2f + transient %.2f\n",
+								r.Model, r.Tokens, m.Label(), gib(r.PeakBytes), gib(r.ParamsBytes), gib(r.GradsBytes), gib(r.OptimizerBytes), gib(r.SavedBytes), gib(r.TransientBytes))
+						}
+						fmt.Fprintf(out, "%-9s %-26s fit vs measured check shape: %.2f%%\n", p.Model, m.Label(), 100*checkErr)
+					}
+				}
+			}
+			if !o.json {
+				for _, c := range membench.Claims(all) {
+					fmt.Fprintln(out, c)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVar(&o.models, "model", nil, "models to run: llama-1b, dit-xl-2, sd15 (default: all)")
+	cmd.Flags().IntVar(&o.rank, "rank", 16, "adapter rank")
+	cmd.Flags().BoolVar(&o.json, "json", false, `one JSON object per row: model, tokens, batch, method, adapter, form, dropout, rank, params_bytes, grads_bytes, optimizer_bytes, saved_bytes, transient_bytes, peak_bytes, measured, step_s`)
+	return cmd
+}
+
+func gib(b int64) float64 { return float64(b) / (1 << 30) }
