@@ -209,6 +209,11 @@ func Measure(s Shape, m Method, rank int) (Row, error) {
 	st := tensor.CPU.Stats()
 	row.PeakBytes = st.Peak
 	row.SavedBytes = st.PeakSaved
-	row.TransientBytes = max(0, row.PeakBytes-row.ParamsBytes-row.GradsBytes-row.OptimizerBytes-row.SavedBytes)
+	// Saved activations and gradients do not peak together: backward frees the
+	// activations as the gradients appear. So peak = params + optimizer +
+	// max(saved, grads) + transient, and the transient (the largest op temporaries and
+	// the input batch) is what remains; it is never negative, since the peak covers both
+	// the moment of most saved bytes and the end of backward.
+	row.TransientBytes = row.PeakBytes - row.ParamsBytes - row.OptimizerBytes - max(row.SavedBytes, row.GradsBytes)
 	return row, nil
 }
