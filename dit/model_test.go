@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/difftune/difftune/internal/parity"
+
 	"github.com/difftune/difftune/internal/golden"
 	"github.com/difftune/difftune/nn"
 	"github.com/difftune/difftune/tensor"
@@ -25,8 +27,8 @@ func TestPosEmbedMatchesCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Release()
-	w := openGolden(t, filepath.Join(dir, "weights.safetensors"))
-	want := readGolden(t, w, "pos_embed")
+	w := parity.Open(t, filepath.Join(dir, "weights.safetensors"))
+	want := parity.Read(t, w, "pos_embed")
 	defer want.Release()
 	if d := golden.Compare(m.PosEmbed.Float32s(), want.Float32s()); d.MaxAbs > 6e-8 {
 		t.Fatalf("pos_embed: %v", d)

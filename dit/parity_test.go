@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/difftune/difftune/internal/golden"
+	"github.com/difftune/difftune/internal/parity"
 	"github.com/difftune/difftune/nn"
 	"github.com/difftune/difftune/safetensors"
 	"github.com/difftune/difftune/tensor"
@@ -50,9 +51,9 @@ func loadDiTCase(t *testing.T) *goldenCase {
 	if err := m.Load(filepath.Join(dir, "weights.safetensors"), nn.LoadOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	io := openGolden(t, filepath.Join(dir, "io.safetensors"))
-	x := readGolden(t, io, "x").SetRequiresGrad(true)
-	ts := readGolden(t, io, "t")
+	io := parity.Open(t, filepath.Join(dir, "io.safetensors"))
+	x := parity.Read(t, io, "x").SetRequiresGrad(true)
+	ts := parity.Read(t, io, "t")
 	y, _, err := nn.ReadInts(io, "y")
 	if err != nil {
 		t.Fatal(err)
@@ -83,10 +84,10 @@ func loadPixArtCase(t *testing.T) *goldenCase {
 	if err := m.Load(filepath.Join(dir, "weights.safetensors"), nn.LoadOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	io := openGolden(t, filepath.Join(dir, "io.safetensors"))
-	x := readGolden(t, io, "hidden_states").SetRequiresGrad(true)
-	ctx := readGolden(t, io, "encoder_hidden_states").SetRequiresGrad(true)
-	ts := readGolden(t, io, "timestep")
+	io := parity.Open(t, filepath.Join(dir, "io.safetensors"))
+	x := parity.Read(t, io, "hidden_states").SetRequiresGrad(true)
+	ctx := parity.Read(t, io, "encoder_hidden_states").SetRequiresGrad(true)
+	ts := parity.Read(t, io, "timestep")
 	mask, _, err := nn.ReadInts(io, "encoder_attention_mask")
 	if err != nil {
 		t.Fatal(err)
@@ -113,14 +114,14 @@ func TestPixArtParity(t *testing.T) { checkParity(t, loadPixArtCase(t)) }
 // gradient in param_grads.safetensors, and checks that nothing stays saved or live.
 func checkParity(t *testing.T, c *goldenCase) {
 	defer c.release()
-	io := openGolden(t, filepath.Join(c.dir, "io.safetensors"))
-	pg := openGolden(t, filepath.Join(c.dir, "param_grads.safetensors"))
-	g := readGolden(t, io, "g")
+	io := parity.Open(t, filepath.Join(c.dir, "io.safetensors"))
+	pg := parity.Open(t, filepath.Join(c.dir, "param_grads.safetensors"))
+	g := parity.Read(t, io, "g")
 	defer g.Release()
 	base := tensor.CPU.Stats().Live
 
 	out := c.forward()
-	expectClose(t, "out", out, readGolden(t, io, "out"), outTol)
+	parity.Expect(t, "out", out, parity.Read(t, io, "out"), outTol)
 	tensor.BackwardWith([]*tensor.Tensor{out}, []*tensor.Tensor{g})
 	out.Release()
 	if s := tensor.SavedBytes(); s != 0 {
@@ -131,7 +132,7 @@ func checkParity(t *testing.T, c *goldenCase) {
 		if x.Grad() == nil {
 			t.Fatalf("no gradient reached input %s", name)
 		}
-		expectClose(t, "grad_"+name, x.Grad(), readGolden(t, io, "grad_"+name), gradTol)
+		parity.Expect(t, "grad_"+name, x.Grad(), parity.Read(t, io, "grad_"+name), gradTol)
 	}
 	params := c.model.Params("")
 	if len(params) != len(pg.Names()) {
@@ -143,7 +144,7 @@ func checkParity(t *testing.T, c *goldenCase) {
 		if p.T().Grad() == nil {
 			t.Fatalf("parameter %s got no gradient", p.Name)
 		}
-		want := readGolden(t, pg, p.Name)
+		want := parity.Read(t, pg, p.Name)
 		d := golden.Compare(p.T().Grad().Float32s(), want.Float32s())
 		want.Release()
 		if strings.HasSuffix(p.Name, "to_k.bias") {
@@ -181,8 +182,8 @@ func TestCheckpointing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := tc.load(t)
 			defer c.release()
-			io := openGolden(t, filepath.Join(c.dir, "io.safetensors"))
-			g := readGolden(t, io, "g")
+			io := parity.Open(t, filepath.Join(c.dir, "io.safetensors"))
+			g := parity.Read(t, io, "g")
 			defer g.Release()
 			type run struct {
 				saved    int64
@@ -235,11 +236,11 @@ func keyBiasDiff(t *testing.T, pg *safetensors.File, p nn.Param) golden.Diff {
 	prefix := strings.TrimSuffix(p.Name, "to_k.bias")
 	var scale float64
 	for _, sib := range []string{"to_q.bias", "to_k.bias", "to_v.bias"} {
-		w := readGolden(t, pg, prefix+sib)
+		w := parity.Read(t, pg, prefix+sib)
 		scale = max(scale, golden.Compare(w.Float32s(), w.Float32s()).WantMax)
 		w.Release()
 	}
-	want := readGolden(t, pg, p.Name)
+	want := parity.Read(t, pg, p.Name)
 	defer want.Release()
 	d := golden.Compare(p.T().Grad().Float32s(), want.Float32s())
 	d.WantMax, d.MaxRel = scale, d.MaxAbs/scale
@@ -272,25 +273,25 @@ func TestActivations(t *testing.T) {
 		c := loadDiTCase(t)
 		defer c.release()
 		m := c.model.(*DiT)
-		acts := openGolden(t, filepath.Join(c.dir, "activations.safetensors"))
-		io := openGolden(t, filepath.Join(c.dir, "io.safetensors"))
-		ts := readGolden(t, io, "t")
+		acts := parity.Open(t, filepath.Join(c.dir, "activations.safetensors"))
+		io := parity.Open(t, filepath.Join(c.dir, "io.safetensors"))
+		ts := parity.Read(t, io, "t")
 		defer ts.Release()
 		tensor.NoGrad(func() {
 			xe := m.XEmbedder.Forward(c.inputs["x"])
 			te := m.TEmbedder.Forward(ts.Data())
 			defer tensor.Release(xe, te)
-			expectClose(t, "x_embedder", xe, readGolden(t, acts, "x_embedder.out0"), outTol)
-			expectClose(t, "t_embedder", te, readGolden(t, acts, "t_embedder.out0"), outTol)
+			parity.Expect(t, "x_embedder", xe, parity.Read(t, acts, "x_embedder.out0"), outTol)
+			parity.Expect(t, "t_embedder", te, parity.Read(t, acts, "t_embedder.out0"), outTol)
 		})
 	})
 	t.Run("pixart", func(t *testing.T) {
 		c := loadPixArtCase(t)
 		defer c.release()
 		m := c.model.(*PixArt)
-		acts := openGolden(t, filepath.Join(c.dir, "activations.safetensors"))
-		io := openGolden(t, filepath.Join(c.dir, "io.safetensors"))
-		ts := readGolden(t, io, "timestep")
+		acts := parity.Open(t, filepath.Join(c.dir, "activations.safetensors"))
+		io := parity.Open(t, filepath.Join(c.dir, "io.safetensors"))
+		ts := parity.Read(t, io, "timestep")
 		defer ts.Release()
 		tensor.NoGrad(func() {
 			patches := m.PosEmbed.Forward(c.inputs["hidden_states"])
@@ -301,44 +302,10 @@ func TestActivations(t *testing.T) {
 			}
 			ctx := m.CaptionProjection.Forward(c.inputs["encoder_hidden_states"])
 			defer tensor.Release(patches, tokens, mod, emb, ctx)
-			expectClose(t, "pos_embed", tokens, readGolden(t, acts, "pos_embed.out0"), outTol)
-			expectClose(t, "adaln_single.out0", mod, readGolden(t, acts, "adaln_single.out0"), outTol)
-			expectClose(t, "adaln_single.out1", emb, readGolden(t, acts, "adaln_single.out1"), outTol)
-			expectClose(t, "caption_projection", ctx, readGolden(t, acts, "caption_projection.out0"), outTol)
+			parity.Expect(t, "pos_embed", tokens, parity.Read(t, acts, "pos_embed.out0"), outTol)
+			parity.Expect(t, "adaln_single.out0", mod, parity.Read(t, acts, "adaln_single.out0"), outTol)
+			parity.Expect(t, "adaln_single.out1", emb, parity.Read(t, acts, "adaln_single.out1"), outTol)
+			parity.Expect(t, "caption_projection", ctx, parity.Read(t, acts, "caption_projection.out0"), outTol)
 		})
 	})
-}
-
-func openGolden(t *testing.T, path string) *safetensors.File {
-	t.Helper()
-	f, err := safetensors.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f
-}
-
-func readGolden(t *testing.T, f *safetensors.File, name string) *tensor.Tensor {
-	t.Helper()
-	x, err := nn.ReadTensor(f, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return x
-}
-
-// expectClose fails when got differs from want by more than tol relative to max|want|,
-// logging the difference either way; it releases want.
-func expectClose(t *testing.T, name string, got, want *tensor.Tensor, tol float64) {
-	t.Helper()
-	defer want.Release()
-	if !slices.Equal(got.Shape(), want.Shape()) {
-		t.Fatalf("%s: shape %v, want %v", name, got.Shape(), want.Shape())
-	}
-	d := golden.Compare(got.Float32s(), want.Float32s())
-	t.Logf("%s: %v", name, d)
-	if d.MaxRel > tol {
-		t.Fatalf("%s: %v exceeds %.0e", name, d, tol)
-	}
 }

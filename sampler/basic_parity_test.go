@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/difftune/difftune/internal/golden"
+	"github.com/difftune/difftune/internal/parity"
 	"github.com/difftune/difftune/safetensors"
 	"github.com/difftune/difftune/tensor"
 )
@@ -16,8 +17,8 @@ import (
 // which we take from configs/ddim.json.
 func TestScheduleParity(t *testing.T) {
 	dir := filepath.Join(golden.Dir(t), "schedulers")
-	basic := openFile(t, filepath.Join(dir, "basic.safetensors"))
-	traces := openFile(t, filepath.Join(dir, "traces.safetensors"))
+	basic := parity.Open(t, filepath.Join(dir, "basic.safetensors"))
+	traces := parity.Open(t, filepath.Join(dir, "traces.safetensors"))
 	sd, err := LoadConfig(filepath.Join(dir, "configs", "ddim.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +67,7 @@ func TestScheduleParity(t *testing.T) {
 // for everything else).
 func TestSingleStepParity(t *testing.T) {
 	dir := filepath.Join(golden.Dir(t), "schedulers")
-	f := openFile(t, filepath.Join(dir, "basic.safetensors"))
+	f := parity.Open(t, filepath.Join(dir, "basic.safetensors"))
 	sd, err := LoadConfig(filepath.Join(dir, "configs", "ddim.json"))
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/difftune/difftune/internal/parity"
+
 	"github.com/difftune/difftune/internal/golden"
 	"github.com/difftune/difftune/nn"
 	"github.com/difftune/difftune/safetensors"
@@ -18,16 +20,6 @@ import (
 // within 3e-6 of exact arithmetic, so an implementation that follows PyTorch's float32
 // operation order lands well inside it; a wrong formula misses by orders of magnitude.
 const tolParity = 1e-5
-
-func openFile(t *testing.T, path string) *safetensors.File {
-	t.Helper()
-	f, err := safetensors.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f
-}
 
 func readT(t *testing.T, f *safetensors.File, name string) *tensor.Tensor {
 	t.Helper()
@@ -113,7 +105,7 @@ func sliceAt(x *tensor.Tensor, i int) []float32 {
 // they would in use.
 func TestSchedulerTraceParity(t *testing.T) {
 	dir := filepath.Join(golden.Dir(t), "schedulers")
-	f := openFile(t, filepath.Join(dir, "traces.safetensors"))
+	f := parity.Open(t, filepath.Join(dir, "traces.safetensors"))
 	xInit := readT(t, f, "x_init")
 	configs, err := filepath.Glob(filepath.Join(dir, "configs", "*.json"))
 	if err != nil || len(configs) == 0 {

@@ -8,34 +8,16 @@ import (
 	"testing"
 
 	"github.com/difftune/difftune/internal/golden"
+	"github.com/difftune/difftune/internal/parity"
 	"github.com/difftune/difftune/nn"
 	"github.com/difftune/difftune/safetensors"
 	"github.com/difftune/difftune/tensor"
 )
 
-func open(t *testing.T, path string) *safetensors.File {
-	t.Helper()
-	f, err := safetensors.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f
-}
-
-func read(t *testing.T, f *safetensors.File, name string) *tensor.Tensor {
-	t.Helper()
-	x, err := nn.ReadTensor(f, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return x
-}
-
 // check compares got with the reference tensor name and releases the reference.
 func check(t *testing.T, f *safetensors.File, name string, got *tensor.Tensor, tol float64) {
 	t.Helper()
-	want := read(t, f, name)
+	want := parity.Read(t, f, name)
 	defer want.Release()
 	if !slices.Equal(got.Shape(), want.Shape()) {
 		t.Fatalf("%s: shape %v, want %v", name, got.Shape(), want.Shape())
@@ -68,7 +50,7 @@ func TestCLIPTextParity(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	io := open(t, filepath.Join(dir, "io.safetensors"))
+	io := parity.Open(t, filepath.Join(dir, "io.safetensors"))
 	flat, shape, err := nn.ReadInts(io, "input_ids")
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +59,7 @@ func TestCLIPTextParity(t *testing.T) {
 	for i := range ids {
 		ids[i] = flat[i*shape[1] : (i+1)*shape[1]]
 	}
-	gLast, gEmb := read(t, io, "g_last_hidden_state"), read(t, io, "g_text_embeds")
+	gLast, gEmb := parity.Read(t, io, "g_last_hidden_state"), parity.Read(t, io, "g_text_embeds")
 	defer tensor.Release(gLast, gEmb)
 	paramsLive := tensor.CPU.Stats().Live
 
@@ -115,7 +97,7 @@ func TestCLIPTextParity(t *testing.T) {
 	if s := tensor.SavedBytes(); s != 0 {
 		t.Fatalf("%d saved bytes after backward", s)
 	}
-	pg := open(t, filepath.Join(dir, "param_grads_hf.safetensors"))
+	pg := parity.Open(t, filepath.Join(dir, "param_grads_hf.safetensors"))
 	rowIDs, _, err := nn.ReadInts(pg, "sparse_rows.ids")
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +126,7 @@ func TestCLIPTextParity(t *testing.T) {
 			}
 			got, name = rows, "sparse_rows."+name
 		}
-		want := read(t, pg, name)
+		want := parity.Read(t, pg, name)
 		pairs = append(pairs, pair{name, got, want.Float32s()})
 		want.Release()
 		globalMax = max(globalMax, golden.Compare(got, pairs[len(pairs)-1].want).WantMax)
@@ -173,7 +155,7 @@ func TestCLIPTextParity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := read(t, io, fmt.Sprintf("hidden_states.%d", cfg.NumHiddenLayers-1))
+	h := parity.Read(t, io, fmt.Sprintf("hidden_states.%d", cfg.NumHiddenLayers-1))
 	var want *tensor.Tensor
 	tensor.NoGrad(func() { want = m.FinalLN.Forward(h) })
 	d := golden.Compare(out.LastHidden.Float32s(), want.Float32s())

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/difftune/difftune/internal/parity"
+
 	"github.com/difftune/difftune/internal/golden"
 	"github.com/difftune/difftune/nn"
 	"github.com/difftune/difftune/tensor"
@@ -78,7 +80,7 @@ func runStep(t *testing.T, m *UNet2DConditionModel, sample, context, g *tensor.T
 func TestCheckpointing(t *testing.T) {
 	m, dir := goldenModel(t)
 	c := m.Config
-	io := openGolden(t, filepath.Join(dir, "io.safetensors"))
+	io := parity.Open(t, filepath.Join(dir, "io.safetensors"))
 	in := readInputs(t, io)
 	sample, context, g, ts := in.sample, in.context, in.g, in.timesteps
 	n, hw := sample.Dim(0), sample.Dim(2)*sample.Dim(3)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/difftune/difftune/internal/golden"
+	"github.com/difftune/difftune/internal/parity"
 	"github.com/difftune/difftune/nn"
 	"github.com/difftune/difftune/safetensors"
 	"github.com/difftune/difftune/tensor"
@@ -46,10 +47,10 @@ type goldenInputs struct {
 
 func readInputs(t *testing.T, io *safetensors.File) goldenInputs {
 	t.Helper()
-	ts := readGolden(t, io, "timestep")
+	ts := parity.Read(t, io, "timestep")
 	defer ts.Release()
-	in := goldenInputs{sample: readGolden(t, io, "sample"), context: readGolden(t, io, "encoder_hidden_states"),
-		g: readGolden(t, io, "g"), timesteps: slices.Clone(ts.Data())}
+	in := goldenInputs{sample: parity.Read(t, io, "sample"), context: parity.Read(t, io, "encoder_hidden_states"),
+		g: parity.Read(t, io, "g"), timesteps: slices.Clone(ts.Data())}
 	in.sample.SetRequiresGrad(true)
 	in.context.SetRequiresGrad(true)
 	t.Cleanup(func() { tensor.Release(in.sample, in.context, in.g) })
@@ -69,21 +70,21 @@ func TestUNetParity(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			m, dir := goldenModel(t)
 			m.GradientCheckpointing = ckpt
-			io := openGolden(t, filepath.Join(dir, "io.safetensors"))
+			io := parity.Open(t, filepath.Join(dir, "io.safetensors"))
 			in := readInputs(t, io)
 			base := tensor.CPU.Stats().Live
 
 			out := m.Forward(in.sample, in.timesteps, in.context)
-			expectClose(t, "out", out, readGolden(t, io, "out"), outTol)
+			parity.Expect(t, "out", out, parity.Read(t, io, "out"), outTol)
 			tensor.BackwardWith([]*tensor.Tensor{out}, []*tensor.Tensor{in.g})
 			out.Release()
 			if s := tensor.SavedBytes(); s != 0 {
 				t.Fatalf("%d saved bytes remain after backward", s)
 			}
-			expectClose(t, "grad_sample", in.sample.Grad(), readGolden(t, io, "grad_sample"), gradTol)
-			expectClose(t, "grad_encoder_hidden_states", in.context.Grad(), readGolden(t, io, "grad_encoder_hidden_states"), gradTol)
+			parity.Expect(t, "grad_sample", in.sample.Grad(), parity.Read(t, io, "grad_sample"), gradTol)
+			parity.Expect(t, "grad_encoder_hidden_states", in.context.Grad(), parity.Read(t, io, "grad_encoder_hidden_states"), gradTol)
 
-			grads := openGolden(t, filepath.Join(dir, "param_grads.safetensors"))
+			grads := parity.Open(t, filepath.Join(dir, "param_grads.safetensors"))
 			ps := m.Params("")
 			if len(ps) != len(grads.Names()) {
 				t.Fatalf("%d parameters, %d reference gradients", len(ps), len(grads.Names()))
@@ -96,7 +97,7 @@ func TestUNetParity(t *testing.T) {
 					t.Fatalf("%s: no gradient", p.Name)
 				}
 				gradBytes += g.Bytes()
-				want := readGolden(t, grads, p.Name)
+				want := parity.Read(t, grads, p.Name)
 				d := golden.Compare(g.Float32s(), want.Float32s())
 				want.Release()
 				if d.MaxRel > gradTol {
@@ -122,39 +123,5 @@ func TestUNetParity(t *testing.T) {
 				t.Fatalf("live bytes after ZeroGrad = %d, want %d", live, base)
 			}
 		})
-	}
-}
-
-func openGolden(t *testing.T, path string) *safetensors.File {
-	t.Helper()
-	f, err := safetensors.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f
-}
-
-func readGolden(t *testing.T, f *safetensors.File, name string) *tensor.Tensor {
-	t.Helper()
-	x, err := nn.ReadTensor(f, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return x
-}
-
-// expectClose fails when got differs from want by more than tol of max|want|; it
-// releases want.
-func expectClose(t *testing.T, name string, got, want *tensor.Tensor, tol float64) {
-	t.Helper()
-	defer want.Release()
-	if !slices.Equal(got.Shape(), want.Shape()) {
-		t.Fatalf("%s: shape %v, want %v", name, got.Shape(), want.Shape())
-	}
-	d := golden.Compare(got.Float32s(), want.Float32s())
-	t.Logf("%s: %v", name, d)
-	if d.MaxRel > tol {
-		t.Fatalf("%s: %v exceeds %.0e", name, d, tol)
 	}
 }

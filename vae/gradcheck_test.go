@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/difftune/difftune/internal/parity"
+
 	"github.com/difftune/difftune/tensor"
 )
 
@@ -16,7 +18,7 @@ import (
 // so this is what stands behind the parameter gradients.
 func TestParamGradsFiniteDifference(t *testing.T) {
 	m, dir := goldenModel(t)
-	io := openGolden(t, filepath.Join(dir, "io.safetensors"))
+	io := parity.Open(t, filepath.Join(dir, "io.safetensors"))
 	for _, pass := range []struct {
 		name, in, g string
 		f           func(*tensor.Tensor) *tensor.Tensor
@@ -26,7 +28,7 @@ func TestParamGradsFiniteDifference(t *testing.T) {
 		{"decode", "z", "g_dec", m.Decode, []string{"decoder.", "post_quant_conv."}},
 	} {
 		t.Run(pass.name, func(t *testing.T) {
-			x, g := readGolden(t, io, pass.in), readGolden(t, io, pass.g)
+			x, g := parity.Read(t, io, pass.in), parity.Read(t, io, pass.g)
 			defer tensor.Release(x, g)
 			loss := func() float64 {
 				var out *tensor.Tensor

@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/difftune/difftune/internal/golden"
+	"github.com/difftune/difftune/internal/parity"
 	"github.com/difftune/difftune/nn"
-	"github.com/difftune/difftune/safetensors"
 	"github.com/difftune/difftune/tensor"
 )
 
@@ -46,17 +46,17 @@ func goldenModel(t *testing.T) (*AutoencoderKL, string) {
 // <moments, g_enc> to the image and to every encoder parameter.
 func TestEncodeParity(t *testing.T) {
 	m, dir := goldenModel(t)
-	io := openGolden(t, filepath.Join(dir, "io.safetensors"))
-	img := readGolden(t, io, "image").SetRequiresGrad(true)
-	g := readGolden(t, io, "g_enc")
+	io := parity.Open(t, filepath.Join(dir, "io.safetensors"))
+	img := parity.Read(t, io, "image").SetRequiresGrad(true)
+	g := parity.Read(t, io, "g_enc")
 	defer tensor.Release(img, g)
 
 	moments := m.Encode(img)
-	expectClose(t, "moments", moments, readGolden(t, io, "moments"), outTol)
+	parity.Expect(t, "moments", moments, parity.Read(t, io, "moments"), outTol)
 	d := NewDiagonalGaussian(moments)
-	expectClose(t, "mean", d.Mean, readGolden(t, io, "mean"), outTol)
-	expectClose(t, "logvar", d.LogVar, readGolden(t, io, "logvar"), outTol)
-	expectClose(t, "std", d.Std, readGolden(t, io, "std"), outTol)
+	parity.Expect(t, "mean", d.Mean, parity.Read(t, io, "mean"), outTol)
+	parity.Expect(t, "logvar", d.LogVar, parity.Read(t, io, "logvar"), outTol)
+	parity.Expect(t, "std", d.Std, parity.Read(t, io, "std"), outTol)
 	d.Release()
 
 	tensor.BackwardWith([]*tensor.Tensor{moments}, []*tensor.Tensor{g})
@@ -64,7 +64,7 @@ func TestEncodeParity(t *testing.T) {
 	if s := tensor.SavedBytes(); s != 0 {
 		t.Fatalf("%d saved bytes remain after backward", s)
 	}
-	expectClose(t, "grad_image", img.Grad(), readGolden(t, io, "grad_image"), gradTol)
+	parity.Expect(t, "grad_image", img.Grad(), parity.Read(t, io, "grad_image"), gradTol)
 	checkParamGrads(t, m, dir, "encoder.", "quant_conv.")
 }
 
@@ -72,19 +72,19 @@ func TestEncodeParity(t *testing.T) {
 // backpropagates <decoded, g_dec> to z and to every decoder parameter.
 func TestDecodeParity(t *testing.T) {
 	m, dir := goldenModel(t)
-	io := openGolden(t, filepath.Join(dir, "io.safetensors"))
-	z := readGolden(t, io, "z").SetRequiresGrad(true)
-	g := readGolden(t, io, "g_dec")
+	io := parity.Open(t, filepath.Join(dir, "io.safetensors"))
+	z := parity.Read(t, io, "z").SetRequiresGrad(true)
+	g := parity.Read(t, io, "g_dec")
 	defer tensor.Release(z, g)
 
 	decoded := m.Decode(z)
-	expectClose(t, "decoded", decoded, readGolden(t, io, "decoded"), outTol)
+	parity.Expect(t, "decoded", decoded, parity.Read(t, io, "decoded"), outTol)
 	tensor.BackwardWith([]*tensor.Tensor{decoded}, []*tensor.Tensor{g})
 	decoded.Release()
 	if s := tensor.SavedBytes(); s != 0 {
 		t.Fatalf("%d saved bytes remain after backward", s)
 	}
-	expectClose(t, "grad_z", z.Grad(), readGolden(t, io, "grad_z"), gradTol)
+	parity.Expect(t, "grad_z", z.Grad(), parity.Read(t, io, "grad_z"), gradTol)
 	checkParamGrads(t, m, dir, "decoder.", "post_quant_conv.")
 }
 
@@ -120,10 +120,10 @@ func checkParamGrads(t *testing.T, m *AutoencoderKL, dir string, prefixes ...str
 		t.Logf("parameter gradients (%d): %s is not in the golden set; see TestParamGradsFiniteDifference", len(own), path)
 		return
 	}
-	grads := openGolden(t, path)
+	grads := parity.Open(t, path)
 	worst, worstName := golden.Diff{}, ""
 	for _, p := range own {
-		want := readGolden(t, grads, p.Name)
+		want := parity.Read(t, grads, p.Name)
 		d := golden.Compare(p.T().Grad().Float32s(), want.Float32s())
 		want.Release()
 		if d.MaxRel > gradTol {
@@ -136,51 +136,17 @@ func checkParamGrads(t *testing.T, m *AutoencoderKL, dir string, prefixes ...str
 	t.Logf("parameter gradients (%d): worst %s: %v", len(own), worstName, worst)
 }
 
-func openGolden(t *testing.T, path string) *safetensors.File {
-	t.Helper()
-	f, err := safetensors.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f
-}
-
-func readGolden(t *testing.T, f *safetensors.File, name string) *tensor.Tensor {
-	t.Helper()
-	x, err := nn.ReadTensor(f, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return x
-}
-
-// expectClose fails when got differs from want by more than tol of max|want|; it
-// releases want.
-func expectClose(t *testing.T, name string, got, want *tensor.Tensor, tol float64) {
-	t.Helper()
-	defer want.Release()
-	if !slices.Equal(got.Shape(), want.Shape()) {
-		t.Fatalf("%s: shape %v, want %v", name, got.Shape(), want.Shape())
-	}
-	d := golden.Compare(got.Float32s(), want.Float32s())
-	t.Logf("%s: %v", name, d)
-	if d.MaxRel > tol {
-		t.Fatalf("%s: %v exceeds %.0e", name, d, tol)
-	}
-}
-
 // TestLatentsParity checks the pipeline conventions on the golden tensors:
 // EncodeLatents is scaling·mean, or scaling·(mean + std·noise) with noise, and
 // DecodeLatents(scaling·z) is the golden decode(z).
 func TestLatentsParity(t *testing.T) {
 	m, dir := goldenModel(t)
-	io := openGolden(t, filepath.Join(dir, "io.safetensors"))
-	img, z := readGolden(t, io, "image"), readGolden(t, io, "z")
+	io := parity.Open(t, filepath.Join(dir, "io.safetensors"))
+	img, z := parity.Read(t, io, "image"), parity.Read(t, io, "z")
 	defer tensor.Release(img, z)
 	s := float32(m.Config.ScalingFactor)
 	scaled := func(name string, f func(float32) float32) *tensor.Tensor {
-		x := readGolden(t, io, name)
+		x := parity.Read(t, io, name)
 		for i, v := range x.Data() {
 			x.Data()[i] = s * f(v)
 		}
@@ -189,24 +155,24 @@ func TestLatentsParity(t *testing.T) {
 	mean := scaled("mean", func(v float32) float32 { return v })
 	defer mean.Release()
 	got := m.EncodeLatents(img, nil)
-	expectClose(t, "EncodeLatents(mean)", got, mean.Clone(), outTol)
+	parity.Expect(t, "EncodeLatents(mean)", got, mean.Clone(), outTol)
 	got.Release()
 
 	// With z as the noise: scaling·(mean + std·z).
-	std := readGolden(t, io, "std")
+	std := parity.Read(t, io, "std")
 	want := mean.Clone()
 	for i := range want.Data() {
 		want.Data()[i] += s * std.Data()[i] * z.Data()[i]
 	}
 	std.Release()
 	got = m.EncodeLatents(img, z)
-	expectClose(t, "EncodeLatents(sample)", got, want, outTol)
+	parity.Expect(t, "EncodeLatents(sample)", got, want, outTol)
 	got.Release()
 
 	zModel := scaled("z", func(v float32) float32 { return v })
 	defer zModel.Release()
 	var dec *tensor.Tensor
 	tensor.NoGrad(func() { dec = m.DecodeLatents(zModel) })
-	expectClose(t, "DecodeLatents", dec, readGolden(t, io, "decoded"), outTol)
+	parity.Expect(t, "DecodeLatents", dec, parity.Read(t, io, "decoded"), outTol)
 	dec.Release()
 }

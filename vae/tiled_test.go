@@ -4,6 +4,8 @@ import (
 	"math"
 	"testing"
 
+	"github.com/difftune/difftune/internal/parity"
+
 	"github.com/difftune/difftune/tensor"
 )
 
@@ -63,7 +65,7 @@ func TestTiledGeometry(t *testing.T) {
 			var want *tensor.Tensor
 			tensor.NoGrad(func() { want = c.f(x) })
 			// a·(1−w) + a·w rounds to a within a few float32 ulps of |a| <= 1.
-			expectClose(t, c.name, got, want, 1e-6)
+			parity.Expect(t, c.name, got, want, 1e-6)
 			got.Release()
 		})
 	}
