@@ -92,7 +92,9 @@ func Evaluate(p Plan, m Method, rank int) (measured, evaluated []Row, checkErr f
 		checkErr = math.Abs(float64(e.PeakBytes-r.PeakBytes)) / float64(r.PeakBytes)
 	}
 	for _, n := range p.Tokens {
-		evaluated = append(evaluated, predict(p.Depth, n))
+		r := predict(p.Depth, n)
+		r.FitError = checkErr
+		evaluated = append(evaluated, r)
 	}
 	return measured, evaluated, checkErr, nil
 }

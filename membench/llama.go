@@ -3,7 +3,6 @@ package membench
 import (
 	"fmt"
 	"math"
-	"math/rand/v2"
 
 	"github.com/difftune/difftune/nn"
 	"github.com/difftune/difftune/tensor"
@@ -46,21 +45,18 @@ type Llama struct {
 	Checkpoint bool
 }
 
-// NewLlama builds a decoder with small random weights.
-func NewLlama(c LlamaConfig, seed uint64) *Llama {
-	rng := rand.New(rand.NewPCG(seed, 3))
+// NewLlama builds a decoder with zero weights (norm weights one): memory and time do
+// not depend on the values, and zeros are fast to make at 1B parameters.
+func NewLlama(c LlamaConfig) *Llama {
 	kv := c.KVHeads * c.HeadDim()
-	m := &Llama{Config: c, Embed: nn.NewEmbedding(rng, c.Vocab, c.Hidden), Norm: tensor.Full(1, c.Hidden).SetRequiresGrad(true)}
-	for i := range m.Embed.Weight.Data() {
-		m.Embed.Weight.Data()[i] *= 0.02
-	}
+	lin := func(in, out int) *nn.Linear { return &nn.Linear{Weight: tensor.Zeros(out, in).SetRequiresGrad(true)} }
+	m := &Llama{Config: c, Embed: &nn.Embedding{Weight: tensor.Zeros(c.Vocab, c.Hidden).SetRequiresGrad(true)},
+		Norm: tensor.Full(1, c.Hidden).SetRequiresGrad(true)}
 	for range c.Layers {
 		m.Layers = append(m.Layers, &llamaLayer{
 			InputNorm: tensor.Full(1, c.Hidden).SetRequiresGrad(true), PostNorm: tensor.Full(1, c.Hidden).SetRequiresGrad(true),
-			Q: nn.NewLinear(rng, c.Hidden, c.Hidden, false), K: nn.NewLinear(rng, c.Hidden, kv, false),
-			V: nn.NewLinear(rng, c.Hidden, kv, false), O: nn.NewLinear(rng, c.Hidden, c.Hidden, false),
-			Gate: nn.NewLinear(rng, c.Hidden, c.Intermediate, false), Up: nn.NewLinear(rng, c.Hidden, c.Intermediate, false),
-			Down: nn.NewLinear(rng, c.Intermediate, c.Hidden, false),
+			Q: lin(c.Hidden, c.Hidden), K: lin(c.Hidden, kv), V: lin(c.Hidden, kv), O: lin(c.Hidden, c.Hidden),
+			Gate: lin(c.Hidden, c.Intermediate), Up: lin(c.Hidden, c.Intermediate), Down: lin(c.Intermediate, c.Hidden),
 		})
 	}
 	return m
