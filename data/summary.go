@@ -37,7 +37,7 @@ type Summary struct {
 	// Caption sources, one count per image; CaptionVariants counts the images
 	// whose caption file has more than one non-empty line.
 	CaptionFiles, FolderCaptions, DefaultCaptions, NoCaptions int
-	CaptionVariants                                          int
+	CaptionVariants                                           int
 
 	// Upscaled counts images enlarged to fill their bucket; TooSmall those below
 	// MinSide (enlarged, with a warning; skipped with NoUpscale).
