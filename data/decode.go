@@ -227,9 +227,6 @@ func sniff(b []byte) string {
 		off    int
 		what   string
 	}{
-		{"GIF8", 0, "it is a GIF; convert it to PNG"},
-		{"II*\x00", 0, "it is a TIFF; convert it to PNG"},
-		{"MM\x00*", 0, "it is a TIFF; convert it to PNG"},
 		{"ftypheic", 4, "it is a HEIC photo (iPhone); export it as JPEG"},
 		{"ftypheix", 4, "it is a HEIC photo (iPhone); export it as JPEG"},
 		{"ftypmif1", 4, "it is a HEIF image; export it as JPEG"},

@@ -131,3 +131,72 @@ func pixel(data []float32, h, w, b, x, y int) [3]float64 {
 	}
 	return p
 }
+
+// cmykJPEG returns a baseline JPEG of a solid w×h CMYK colour (w, h multiples of 8)
+// as Adobe software writes one: four components, an APP14 "Adobe" marker with
+// transform 0, and inverted samples. image/jpeg's encoder always writes YCbCr, so the
+// file is assembled here: every 8×8 block is flat, so it holds a DC coefficient only
+// (8·(v−128) with an all-ones quantisation table) and an end-of-block.
+func cmykJPEG(w, h int, c color.CMYK) []byte {
+	var out []byte
+	seg := func(marker byte, payload ...byte) {
+		n := len(payload) + 2
+		out = append(out, 0xFF, marker, byte(n>>8), byte(n))
+		out = append(out, payload...)
+	}
+	out = append(out, 0xFF, 0xD8)
+	seg(0xEE, 'A', 'd', 'o', 'b', 'e', 0, 100, 0, 0, 0, 0, 0) // APP14, transform 0
+	dqt := make([]byte, 65)
+	for i := 1; i < 65; i++ {
+		dqt[i] = 1
+	}
+	seg(0xDB, dqt...)
+	seg(0xC0, 8, byte(h>>8), byte(h), byte(w>>8), byte(w), 4,
+		1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0, 4, 0x11, 0)
+	dc := []byte{0x00, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0} // 12 codes of 4 bits
+	for s := range 12 {
+		dc = append(dc, byte(s))
+	}
+	seg(0xC4, dc...)
+	seg(0xC4, 0x10, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x00) // EOB only, code "0"
+	seg(0xDA, 4, 1, 0x00, 2, 0x00, 3, 0x00, 4, 0x00, 0, 63, 0)
+
+	var acc uint64
+	var nbits int
+	var data []byte
+	put := func(v uint64, n int) {
+		acc, nbits = acc<<n|v&(1<<n-1), nbits+n
+		for nbits >= 8 {
+			b := byte(acc >> (nbits - 8))
+			data = append(data, b)
+			if b == 0xFF {
+				data = append(data, 0)
+			}
+			nbits -= 8
+		}
+	}
+	stored := [4]uint8{255 - c.C, 255 - c.M, 255 - c.Y, 255 - c.K} // Adobe inversion
+	prev := [4]int{}
+	for range (w / 8) * (h / 8) {
+		for k := range 4 {
+			dcv := 8 * (int(stored[k]) - 128)
+			diff := dcv - prev[k]
+			prev[k] = dcv
+			s, a := 0, abs(diff)
+			for a > 0 {
+				s, a = s+1, a>>1
+			}
+			put(uint64(s), 4)
+			if diff < 0 {
+				diff += 1<<s - 1
+			}
+			put(uint64(diff), s)
+			put(0, 1) // EOB
+		}
+	}
+	if nbits > 0 {
+		put(1<<(8-nbits)-1, 8-nbits) // pad with ones
+	}
+	out = append(out, data...)
+	return append(out, 0xFF, 0xD9)
+}
