@@ -74,12 +74,12 @@ func TestConvert(t *testing.T) {
 	tests := []struct {
 		name string
 		img  image.Image
-		enc  func(*testing.T, image.Image) []byte
+		enc  func(testing.TB, image.Image) []byte
 		want color.NRGBA // pixel (0, 0)
 		tol  uint8       // JPEG is lossy; PNG exact
 		note string
 	}{
-		{"CMYK JPEG", nil, func(*testing.T, image.Image) []byte {
+		{"CMYK JPEG", nil, func(testing.TB, image.Image) []byte {
 			return cmykJPEG(16, 8, color.CMYK{C: 255})
 		}, color.NRGBA{0, 255, 255, 255}, 1, "CMYK converted to RGB"},
 		{"grayscale PNG", gray, pngBytes, color.NRGBA{100, 100, 100, 255}, 0, "grayscale converted to RGB"},

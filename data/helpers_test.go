@@ -72,7 +72,7 @@ func abs(x int) int {
 	return x
 }
 
-func writeFile(t *testing.T, path string, b []byte) {
+func writeFile(t testing.TB, path string, b []byte) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
@@ -82,7 +82,7 @@ func writeFile(t *testing.T, path string, b []byte) {
 	}
 }
 
-func pngBytes(t *testing.T, img image.Image) []byte {
+func pngBytes(t testing.TB, img image.Image) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := png.Encode(&buf, img); err != nil {
@@ -91,7 +91,7 @@ func pngBytes(t *testing.T, img image.Image) []byte {
 	return buf.Bytes()
 }
 
-func jpegBytes(t *testing.T, img image.Image) []byte {
+func jpegBytes(t testing.TB, img image.Image) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 95}); err != nil {
@@ -100,7 +100,7 @@ func jpegBytes(t *testing.T, img image.Image) []byte {
 	return buf.Bytes()
 }
 
-func bmpBytes(t *testing.T, img image.Image) []byte {
+func bmpBytes(t testing.TB, img image.Image) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := bmp.Encode(&buf, img); err != nil {

@@ -459,3 +459,23 @@ func TestLoaderOptionErrors(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRenderPhoto measures one sample from a 3000x2000 JPEG at R = 512: read,
+// hash, decode, Lanczos resize to 640x427 (covering bucket 640x384), crop.
+func BenchmarkRenderPhoto(b *testing.B) {
+	root := b.TempDir()
+	writeFile(b, filepath.Join(root, "photo.jpg"), jpegBytes(b, halves(3000, 2000, red, blue)))
+	ds, err := Scan(root, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := ds.CenterSample(0, false)
+	b.ReportAllocs()
+	for b.Loop() {
+		img, err := ds.Render([]Sample{s}, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		img.Release()
+	}
+}
