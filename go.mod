@@ -3,8 +3,10 @@ module github.com/difftune/difftune
 go 1.26
 
 require (
+	github.com/disintegration/imaging v1.6.2
 	github.com/schollz/progressbar/v3 v3.19.1
 	github.com/spf13/cobra v1.10.2
+	golang.org/x/image v0.33.0
 	golang.org/x/text v0.31.0
 )
 
