@@ -65,6 +65,21 @@ var Presets = map[string]string{
 	"tiny-pixart": "pixel-space PixArt-α (32×32 RGB), tiny-CLIP captions, random weights (seed 1)",
 }
 
+// Info describes a preset's image geometry without building it.
+type Info struct {
+	Size, Multiple int  // default side in pixels; sides must be multiples of Multiple
+	Fixed          bool // only Size×Size images (DiT's learned grid)
+}
+
+// Describe returns the geometry of a preset, or an error listing the presets.
+func Describe(model string) (Info, error) {
+	if _, ok := Presets[model]; !ok {
+		return Info{}, fmt.Errorf("--model %q: not a preset; the models available are %s (diffusers folders and single-file checkpoints are not supported yet)",
+			model, strings.Join(PresetNames(), ", "))
+	}
+	return Info{Size: 32, Multiple: 8, Fixed: model == "tiny-dit"}, nil
+}
+
 // PresetNames returns the preset names, sorted.
 func PresetNames() []string {
 	var out []string
@@ -78,9 +93,8 @@ func PresetNames() []string {
 // Load builds the pipeline named model. It returns an error listing the presets for an
 // unknown name (checkpoint files and folders are not loadable yet).
 func Load(model string) (*Pipeline, error) {
-	if _, ok := Presets[model]; !ok {
-		return nil, fmt.Errorf("--model %q: not a preset; the models available are %s (diffusers folders and single-file checkpoints are not supported yet)",
-			model, strings.Join(PresetNames(), ", "))
+	if _, err := Describe(model); err != nil {
+		return nil, err
 	}
 	const seed = 1
 	text, err := textenc.NewCLIPText(textenc.TinyCLIPConfig(), rand.New(rand.NewPCG(seed, 7)), false)

@@ -15,7 +15,7 @@ samples from them. It runs on the CPU everywhere.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newSampleCmd(), newInspectCmd(), newBenchCmd())
+	root.AddCommand(newTrainCmd(), newSampleCmd(), newInspectCmd(), newBenchCmd())
 	requireSubcommand(root)
 	return root
 }

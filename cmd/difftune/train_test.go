@@ -1,0 +1,187 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// writeDataset makes 24 captioned images: circles and squares, red and blue, square
+// and 3:2, on a light background.
+func writeDataset(t *testing.T, dir string) {
+	t.Helper()
+	i := 0
+	for _, shape := range []string{"circle", "square"} {
+		for _, c := range []struct {
+			name string
+			rgb  color.RGBA
+		}{{"red", color.RGBA{220, 30, 30, 255}}, {"blue", color.RGBA{30, 30, 220, 255}}} {
+			for k := range 6 {
+				w, h := 64, 64
+				if k%2 == 1 {
+					w = 96
+				}
+				img := image.NewRGBA(image.Rect(0, 0, w, h))
+				cx, cy, r := w/2+k-3, h/2+3-k, 18
+				for y := range h {
+					for x := range w {
+						in := (x-cx)*(x-cx)+(y-cy)*(y-cy) < r*r
+						if shape == "square" {
+							in = abs(x-cx) < r && abs(y-cy) < r
+						}
+						px := color.RGBA{240, 240, 240, 255}
+						if in {
+							px = c.rgb
+						}
+						img.SetRGBA(x, y, px)
+					}
+				}
+				f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%02d.png", i)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				png.Encode(f, img)
+				f.Close()
+				os.WriteFile(filepath.Join(dir, fmt.Sprintf("%02d.txt", i)), []byte("a "+c.name+" "+shape), 0o644)
+				i++
+			}
+		}
+	}
+}
+
+func abs(v int) int {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+// redness returns mean(R − B) over a PNG.
+func redness(t *testing.T, path string) float64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s float64
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, _, bl, _ := img.At(x, y).RGBA()
+			s += float64(r>>8) - float64(bl>>8)
+		}
+	}
+	return s / float64(b.Dx()*b.Dy())
+}
+
+// TestTrainEndToEnd trains a LoRA on the generated dataset with tiny-dit: the loss
+// falls, the adapter moves "red" samples redder relative to "blue" ones (against the
+// base model's difference), and the saved adapter reproduces the training-time
+// preview. Then bad input: an empty folder, and a missing --model.
+func TestTrainEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	ds := filepath.Join(dir, "shapes")
+	os.Mkdir(ds, 0o755)
+	writeDataset(t, ds)
+	prompts := filepath.Join(dir, "prompts.txt")
+	os.WriteFile(prompts, []byte("a red circle --d 3 --s 12 --l 5\n"), 0o644)
+	out := filepath.Join(dir, "out")
+	code, stdout, msg := run("train", ds, "--model", "tiny-dit", "--steps", "300", "--batch", "4", "--lr", "2e-3", "--targets", "attn-mlp",
+		"--out", out, "--sample-prompts", prompts, "--save-precision", "fp32")
+	if code != 0 {
+		t.Fatalf("train: exit %d: %s", code, msg)
+	}
+	if !strings.Contains(stdout, "shapes.safetensors") {
+		t.Fatalf("output %q", stdout)
+	}
+	raw, _ := os.ReadFile(filepath.Join(out, "train.jsonl"))
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	var first, last struct {
+		LossEMA float64 `json:"loss_ema"`
+	}
+	json.Unmarshal([]byte(lines[9]), &first)
+	json.Unmarshal([]byte(lines[len(lines)-1]), &last)
+	if len(lines) != 300 || last.LossEMA >= first.LossEMA {
+		t.Fatalf("%d log lines; loss EMA %.4f at step 10, %.4f at the end", len(lines), first.LossEMA, last.LossEMA)
+	}
+	adapter := filepath.Join(out, "shapes.safetensors")
+	gen := func(name, prompt string, lora bool) string {
+		path := filepath.Join(dir, name)
+		args := []string{"sample", "--model", "tiny-dit", "--prompt", prompt, "--n", "8", "--steps", "20", "--seed", "3", "--out", path}
+		if lora {
+			args = append(args, "--lora", adapter)
+		}
+		if code, _, msg := run(args...); code != 0 {
+			t.Fatalf("sample: %s", msg)
+		}
+		return path
+	}
+	base := redness(t, gen("base-red.png", "a red circle", false)) - redness(t, gen("base-blue.png", "a blue circle", false))
+	tuned := redness(t, gen("lora-red.png", "a red circle", true)) - redness(t, gen("lora-blue.png", "a blue circle", true))
+	t.Logf("mean(R−B) of 'red' minus 'blue' samples: base %.2f, with the adapter %.2f", base, tuned)
+	// Measured 4.3 vs -1.8 on this data; 2 levels of margin keeps the test honest.
+	if tuned < base+2 {
+		t.Fatalf("the adapter did not move red samples redder: %.2f vs base %.2f", tuned, base)
+	}
+	// The preview written at the end of training, rendered again from the file.
+	code, _, msg = run("sample", "--model", "tiny-dit", "--prompt", "a red circle", "--seed", "3", "--steps", "12", "--cfg", "5",
+		"--lora", adapter, "--out", filepath.Join(dir, "again.png"))
+	if code != 0 {
+		t.Fatal(msg)
+	}
+	if d := maxPixelDiff(t, filepath.Join(out, "samples", "shapes.png"), filepath.Join(dir, "again.png")); d > 2 {
+		t.Fatalf("the reloaded adapter differs from the training preview by %d levels", d)
+	}
+
+	empty := filepath.Join(dir, "empty")
+	os.Mkdir(empty, 0o755)
+	if code, _, msg := run("train", empty, "--model", "tiny-dit", "--steps", "1"); code == 0 || !strings.Contains(msg, "no images") {
+		t.Fatalf("empty folder: exit %d, %s", code, msg)
+	}
+	if code, _, msg := run("train", ds, "--steps", "1"); code != 2 || !strings.Contains(msg, "--model") {
+		t.Fatalf("no model: exit %d, %s", code, msg)
+	}
+}
+
+// maxPixelDiff returns the largest channel difference between two PNGs of one size.
+func maxPixelDiff(t *testing.T, a, b string) int {
+	t.Helper()
+	load := func(p string) image.Image {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		img, err := png.Decode(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	x, y := load(a), load(b)
+	if x.Bounds() != y.Bounds() {
+		t.Fatalf("sizes %v and %v", x.Bounds(), y.Bounds())
+	}
+	worst := 0
+	for yy := x.Bounds().Min.Y; yy < x.Bounds().Max.Y; yy++ {
+		for xx := x.Bounds().Min.X; xx < x.Bounds().Max.X; xx++ {
+			r1, g1, b1, _ := x.At(xx, yy).RGBA()
+			r2, g2, b2, _ := y.At(xx, yy).RGBA()
+			for _, d := range []int{int(r1>>8) - int(r2>>8), int(g1>>8) - int(g2>>8), int(b1>>8) - int(b2>>8)} {
+				worst = max(worst, abs(d))
+			}
+		}
+	}
+	return worst
+}
