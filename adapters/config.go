@@ -50,6 +50,9 @@ type Config struct {
 	LoKrFactor int
 	// Seed drives initialisation and every dropout decision.
 	Seed uint64
+	// AutoScale multiplies the token count auto decides with (0 means 1). The memory
+	// benchmark measures small shapes with the choices auto makes at the real size.
+	AutoScale float64
 }
 
 // Validate reports the first invalid setting, naming the option and the remedy.

@@ -3,6 +3,8 @@ package membench
 import (
 	"fmt"
 	"math"
+
+	"github.com/difftune/difftune/adapters"
 )
 
 // Plan says which shapes to measure for a model and which real size to evaluate.
@@ -37,7 +39,34 @@ func fields(r *Row) []*int64 {
 // nothing is quadratic), and evaluates it at the real depth for every reported size.
 // It returns the measured rows, the evaluated rows, and the largest relative error
 // of the fit's prediction of the check shape's peak.
+//
+// auto chooses its path per layer from the token count, so for auto the fit is made
+// once per reported size, with auto deciding as it would at that size.
 func Evaluate(p Plan, m Method, rank int) (measured, evaluated []Row, checkErr float64, err error) {
+	if m.Form != adapters.Auto {
+		return evaluate(p, m, rank, 0)
+	}
+	for _, n := range p.Tokens {
+		q := p
+		q.Tokens = []int{n}
+		ms, ev, e, err := evaluate(q, m, rank, n)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		measured, evaluated, checkErr = append(measured, ms...), append(evaluated, ev...), max(checkErr, e)
+	}
+	return measured, evaluated, checkErr, nil
+}
+
+// evaluate fits and evaluates; autoAt, when > 0, makes auto decide every measured
+// shape as it would at autoAt tokens.
+func evaluate(p Plan, m Method, rank, autoAt int) (measured, evaluated []Row, checkErr float64, err error) {
+	scale := func(n int) float64 {
+		if autoAt == 0 {
+			return 0
+		}
+		return float64(autoAt) / float64(n)
+	}
 	depths := []int{1, 2}
 	if p.Depth == 0 {
 		depths = []int{0}
@@ -46,7 +75,7 @@ func Evaluate(p Plan, m Method, rank int) (measured, evaluated []Row, checkErr f
 	got := map[key]Row{}
 	for _, l := range depths {
 		for _, n := range p.Fit {
-			r, err := Measure(Shape{Model: p.Model, Layers: l, Tokens: n, Batch: p.Batch}, m, rank)
+			r, err := measure(Shape{Model: p.Model, Layers: l, Tokens: n, Batch: p.Batch}, m, rank, scale(n))
 			if err != nil {
 				return nil, nil, 0, err
 			}
@@ -75,6 +104,7 @@ func Evaluate(p Plan, m Method, rank int) (measured, evaluated []Row, checkErr f
 			}
 			*f = int64(math.Round(v))
 		}
+		out.TransientBytes = max(0, out.TransientBytes)
 		out.PeakBytes = out.ParamsBytes + out.OptimizerBytes + max(out.SavedBytes, out.GradsBytes) + out.TransientBytes
 		return out
 	}
@@ -83,7 +113,7 @@ func Evaluate(p Plan, m Method, rank int) (measured, evaluated []Row, checkErr f
 		checkDepth = 0
 	}
 	if p.Check > 0 {
-		r, err := Measure(Shape{Model: p.Model, Layers: checkDepth, Tokens: p.Check, Batch: p.Batch}, m, rank)
+		r, err := measure(Shape{Model: p.Model, Layers: checkDepth, Tokens: p.Check, Batch: p.Batch}, m, rank, scale(p.Check))
 		if err != nil {
 			return nil, nil, 0, err
 		}

@@ -161,7 +161,11 @@ func build(s Shape) (model, error) {
 // Measure runs one training step (forward, backward, AdamW) of shape s with method m
 // and adapter rank, and splits the step's peak live bytes into parameters, gradients,
 // optimizer state, saved activations (their peak) and the rest (transients).
-func Measure(s Shape, m Method, rank int) (Row, error) {
+func Measure(s Shape, m Method, rank int) (Row, error) { return measure(s, m, rank, 0) }
+
+// measure is Measure with auto deciding as if every call had autoScale times its
+// tokens (0: as they are).
+func measure(s Shape, m Method, rank int, autoScale float64) (Row, error) {
 	mod, err := build(s)
 	if err != nil {
 		return Row{}, err
@@ -175,7 +179,7 @@ func Measure(s Shape, m Method, rank int) (Row, error) {
 			params = append(params, p.T())
 		}
 	} else {
-		set, err := adapters.Inject(mod.m, adapters.Config{Kind: m.Adapter, Rank: rank, Form: m.Form, Dropout: m.Dropout, Seed: 1}, mod.targets)
+		set, err := adapters.Inject(mod.m, adapters.Config{Kind: m.Adapter, Rank: rank, Form: m.Form, Dropout: m.Dropout, Seed: 1, AutoScale: autoScale}, mod.targets)
 		if err != nil {
 			return Row{}, err
 		}
