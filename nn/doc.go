@@ -8,6 +8,10 @@
 // ("weight", "to_out.0.bias"), so Params(prefix) yields the checkpoint keys and loading
 // is a lookup and a shape check.
 //
+// A Builder makes these layers for a model's constructor in one of three modes —
+// placeholders to load into, PyTorch's random initialisation, or shapes alone — so
+// one construction serves New, NewRandom and ParamShapes.
+//
 // Forward methods return a new tensor and release their own intermediates; the caller
 // owns (and releases) what they return.
 package nn
