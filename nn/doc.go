@@ -6,7 +6,9 @@
 //
 // A layer registers each parameter under the exact key fragment the checkpoints use
 // ("weight", "to_out.0.bias"), so Params(prefix) yields the checkpoint keys and loading
-// is a lookup and a shape check.
+// is a lookup and a shape check. Models that also load original LDM single-file
+// checkpoints declare one Alias table each; PlaceAliases and ModulePaths do the
+// renaming.
 //
 // A Builder makes these layers for a model's constructor in one of three modes —
 // placeholders to load into, PyTorch's random initialisation, or shapes alone — so
