@@ -1,6 +1,6 @@
 // Package nn holds the layers the denoisers are built from — Linear, Conv2d,
-// GroupNorm, LayerNorm, Embedding, diffusers-style Attention, FeedForward and
-// ResnetBlock2D (shared by the UNet and the VAE), and the
+// GroupNorm, LayerNorm, Embedding, diffusers-style Attention, FeedForward,
+// ResnetBlock2D and Upsample2D (shared by the UNet and the VAE), and the
 // sinusoidal timestep embedding — and the state-dict load and save that map their
 // parameters to checkpoint keys.
 //

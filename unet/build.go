@@ -75,7 +75,7 @@ func build(c Config, b *nn.Builder) (*UNet2DConditionModel, error) {
 			}
 		}
 		if i < levels-1 {
-			u.Upsampler = &Upsample2D{Conv: b.Conv2d(out, out, 3, 1, 1)}
+			u.Upsampler = &nn.Upsample2D{Conv: b.Conv2d(out, out, 3, 1, 1)}
 		}
 		m.UpBlocks = append(m.UpBlocks, u)
 	}

@@ -179,22 +179,6 @@ func (d *Downsample2D) Params(prefix string) []nn.Param {
 // Forward maps [N, C, H, W] to [N, C, H/2, W/2].
 func (d *Downsample2D) Forward(x *tensor.Tensor) *tensor.Tensor { return d.Conv.Forward(x) }
 
-// Upsample2D doubles the resolution by nearest-neighbour repetition, then applies a
-// 3×3 convolution.
-type Upsample2D struct {
-	Conv *nn.Conv2d
-}
-
-// Params returns conv.
-func (u *Upsample2D) Params(prefix string) []nn.Param {
-	return nn.Children(prefix, nn.Child{Name: "conv", M: u.Conv})
-}
-
-// Forward maps [N, C, H, W] to [N, C, 2H, 2W].
-func (u *Upsample2D) Forward(x *tensor.Tensor) *tensor.Tensor {
-	return nn.Pipe(x, tensor.UpsampleNearest2x, u.Conv.Forward)
-}
-
 // DownBlock is CrossAttnDownBlock2D (a Transformer2DModel after each resnet) or
 // DownBlock2D (no attentions), with a Downsample2D except at the last level.
 type DownBlock struct {
@@ -272,7 +256,7 @@ type UpBlock struct {
 	Type       string
 	Resnets    []*nn.ResnetBlock2D
 	Attentions []*Transformer2DModel // empty for UpBlock2D
-	Upsampler  *Upsample2D           // upsamplers.0; nil at the last (full-resolution) block
+	Upsampler  *nn.Upsample2D        // upsamplers.0; nil at the last (full-resolution) block
 	name       string
 }
 

@@ -67,7 +67,7 @@ func build(c Config, b *nn.Builder) (*AutoencoderKL, error) {
 			u.Resnets = append(u.Resnets, resnetBlock(b, g, pick(j == 0, prev, out), out))
 		}
 		if i < levels-1 {
-			u.Upsampler = &Upsample2D{Conv: b.Conv2d(out, out, 3, 1, 1)}
+			u.Upsampler = &nn.Upsample2D{Conv: b.Conv2d(out, out, 3, 1, 1)}
 		}
 		dec.UpBlocks = append(dec.UpBlocks, u)
 	}

@@ -76,22 +76,6 @@ func (d *Downsample2D) Forward(x *tensor.Tensor) *tensor.Tensor {
 
 func padRightBottom(x *tensor.Tensor) *tensor.Tensor { return tensor.Pad2d(x, 0, 1, 0, 1) } // [N, C, H+1, W+1]
 
-// Upsample2D doubles the resolution by nearest-neighbour repetition, then applies a
-// 3×3 convolution.
-type Upsample2D struct {
-	Conv *nn.Conv2d
-}
-
-// Params returns conv.
-func (u *Upsample2D) Params(prefix string) []nn.Param {
-	return nn.Children(prefix, nn.Child{Name: "conv", M: u.Conv})
-}
-
-// Forward maps [N, C, H, W] to [N, C, 2H, 2W].
-func (u *Upsample2D) Forward(x *tensor.Tensor) *tensor.Tensor {
-	return nn.Pipe(x, tensor.UpsampleNearest2x, u.Conv.Forward)
-}
-
 // AttentionBlock is the mid block's self-attention over the H·W positions, as
 // diffusers builds it from the original AttnBlock: one head over all C channels,
 // GroupNorm first, q, k, v and to_out.0 Linear over channels, the input added back.
@@ -159,7 +143,7 @@ func (d *DownBlock) Forward(x *tensor.Tensor) *tensor.Tensor {
 // UpBlock is diffusers' UpDecoderBlock2D: resnets then, except at the full-resolution level, an Upsample2D.
 type UpBlock struct {
 	Resnets   []*nn.ResnetBlock2D
-	Upsampler *Upsample2D // upsamplers.0; nil at the last block
+	Upsampler *nn.Upsample2D // upsamplers.0; nil at the last block
 }
 
 // Params returns resnets.i and upsamplers.0.
