@@ -94,7 +94,7 @@ func (a *AttentionBlock) Params(prefix string) []nn.Param {
 func (a *AttentionBlock) Forward(x *tensor.Tensor) *tensor.Tensor {
 	hh, ww := x.Dim(2), x.Dim(3)
 	selfAttn := func(h *tensor.Tensor) *tensor.Tensor { return a.Attn.Forward(h, nil, nil) }
-	h := nn.Pipe(x, a.GroupNorm.Forward, tokens, selfAttn, image(hh, ww)) // [N, C, H, W]
+	h := nn.Pipe(x, a.GroupNorm.Forward, nn.Tokens, selfAttn, nn.Image(hh, ww)) // [N, C, H, W]
 	defer h.Release()
 	return tensor.Add(x, h)
 }
@@ -361,23 +361,6 @@ func scale(s float64) func(*tensor.Tensor) *tensor.Tensor {
 
 func addScalar(c float64) func(*tensor.Tensor) *tensor.Tensor {
 	return func(h *tensor.Tensor) *tensor.Tensor { return tensor.AddScalar(h, float32(c)) }
-}
-
-// tokens turns an image [N, C, H, W] into tokens [N, H·W, C].
-func tokens(x *tensor.Tensor) *tensor.Tensor {
-	n, c, h, w := x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3)
-	p := tensor.Permute(x, 0, 2, 3, 1) //           [N, H, W, C]
-	defer p.Release()
-	return tensor.Reshape(p, n, h*w, c) //           [N, H·W, C]
-}
-
-// image returns the inverse of tokens for an h×w image.
-func image(h, w int) func(*tensor.Tensor) *tensor.Tensor {
-	return func(x *tensor.Tensor) *tensor.Tensor {
-		r := tensor.Reshape(x, x.Dim(0), h, w, x.Dim(2)) // [N, H, W, C]
-		defer r.Release()
-		return tensor.Permute(r, 0, 3, 1, 2) //             [N, C, H, W]
-	}
 }
 
 // Preset is a named VAE: its Config and what it is.
