@@ -97,6 +97,16 @@ func gatedResidual(x, gate, h *tensor.Tensor) *tensor.Tensor {
 	return tensor.Add(x, g)
 }
 
+// geluMLP returns l2(GELU(l1(x))) with the tanh-approximate GELU: DiT's MLP and
+// PixArt-α's caption projection, which differ only in their key names.
+func geluMLP(x *tensor.Tensor, l1, l2 *nn.Linear) *tensor.Tensor {
+	h := l1.Forward(x)
+	defer h.Release()
+	a := tensor.GELU(h, true)
+	defer a.Release()
+	return l2.Forward(a)
+}
+
 // unpatchify turns tokens [N, gh·gw, p·p·C] back into an image [N, C, gh·p, gw·p]
 // (einsum "nhwpqc->nchpwq").
 func unpatchify(x *tensor.Tensor, gh, gw, p, c int) *tensor.Tensor {

@@ -215,13 +215,7 @@ func (m *MLP) Params(prefix string) []nn.Param {
 }
 
 // Forward applies the MLP to x [..., D].
-func (m *MLP) Forward(x *tensor.Tensor) *tensor.Tensor {
-	h := m.FC1.Forward(x)
-	defer h.Release()
-	a := tensor.GELU(h, true)
-	defer a.Release()
-	return m.FC2.Forward(a)
-}
+func (m *MLP) Forward(x *tensor.Tensor) *tensor.Tensor { return geluMLP(x, m.FC1, m.FC2) }
 
 // DiTBlock is a transformer block with adaLN-Zero conditioning: from c it regresses a
 // shift, scale and gate for the attention and for the MLP branch.

@@ -200,11 +200,7 @@ func (p *CaptionProjection) Params(prefix string) []nn.Param {
 
 // Forward projects caption features [N, L, Ccap] to [N, L, D].
 func (p *CaptionProjection) Forward(x *tensor.Tensor) *tensor.Tensor {
-	h := p.Linear1.Forward(x)
-	defer h.Release()
-	a := tensor.GELU(h, true)
-	defer a.Release()
-	return p.Linear2.Forward(a)
+	return geluMLP(x, p.Linear1, p.Linear2)
 }
 
 // TimestepSizeEmbeddings is diffusers' PixArtAlphaCombinedTimestepSizeEmbeddings: the

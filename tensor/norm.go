@@ -26,6 +26,24 @@ func checkGroupNorm(kernel string, N, C, HW, G int) {
 	}
 }
 
+// meanRstd returns the mean of xs and 1/√(variance + eps), the statistics the
+// optimised group and layer norm kernels normalise with: two passes in float64 (the
+// references compute them on their own).
+func meanRstd(xs []float32, eps float32) (mu, rstd float64) {
+	n := float64(max(len(xs), 1))
+	var s float64
+	for _, v := range xs {
+		s += float64(v)
+	}
+	mu = s / n
+	var ss float64
+	for _, v := range xs {
+		d := float64(v) - mu
+		ss += d * d
+	}
+	return mu, 1 / math.Sqrt(ss/n+float64(eps))
+}
+
 // groupNormForward normalises x [N, C, HW] over each of G groups of C/G channels,
 // then applies the per-channel affine w, b [C] (either may be nil). It writes
 // mean and rstd [N·G].
@@ -44,17 +62,7 @@ func groupNormForward(out, mean, rstd, x, w, b []float32, N, C, HW, G int, eps f
 		for ng := lo; ng < hi; ng++ {
 			base := ng * n // groups are contiguous: (n·C + g·Cg)·HW = ng·Cg·HW
 			xs := x[base : base+n]
-			var s float64
-			for _, v := range xs {
-				s += float64(v)
-			}
-			mu := s / float64(max(n, 1))
-			var ss float64
-			for _, v := range xs {
-				d := float64(v) - mu
-				ss += d * d
-			}
-			r := 1 / math.Sqrt(ss/float64(max(n, 1))+float64(eps))
+			mu, r := meanRstd(xs, eps)
 			mean[ng], rstd[ng] = float32(mu), float32(r)
 			c0 := (ng % G) * Cg
 			for ci := 0; ci < Cg; ci++ {
@@ -256,17 +264,7 @@ func layerNormForward(out, mean, rstd, x, w, b []float32, rows, C int, eps float
 	parallelFor(rows, max(1, kernelGrain/max(C, 1)), func(lo, hi int) {
 		for row := lo; row < hi; row++ {
 			xs := x[row*C : row*C+C]
-			var s float64
-			for _, v := range xs {
-				s += float64(v)
-			}
-			mu := s / float64(max(C, 1))
-			var ss float64
-			for _, v := range xs {
-				d := float64(v) - mu
-				ss += d * d
-			}
-			r := 1 / math.Sqrt(ss/float64(max(C, 1))+float64(eps))
+			mu, r := meanRstd(xs, eps)
 			mean[row], rstd[row] = float32(mu), float32(r)
 			ys := out[row*C : row*C+C]
 			switch {

@@ -1,14 +1,12 @@
 package unet
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"reflect"
 	"slices"
-	"sort"
-	"strings"
+
+	"github.com/difftune/difftune/internal/diffusersconfig"
 )
 
 // LoadConfig reads a diffusers UNet2DConditionModel config.json (unet/config.json of a
@@ -17,36 +15,30 @@ import (
 // this package does not implement (class embeddings, SDXL's addition_embed_type
 // "text_time", dual or only-cross attention, scale-shift time norm, ...).
 func LoadConfig(path string) (Config, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, fmt.Errorf("unet config: %w", err)
-	}
-	c, err := ParseConfig(raw)
-	if err != nil {
-		return Config{}, fmt.Errorf("unet config %s: %w", path, err)
-	}
-	return c, nil
+	return diffusersconfig.Load(path, "unet config", ParseConfig)
 }
 
 // ParseConfig is LoadConfig on the bytes of a config.json.
 func ParseConfig(data []byte) (Config, error) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return Config{}, fmt.Errorf("not a JSON object: %w", err)
+	f, err := diffusersconfig.Parse(data)
+	if err != nil {
+		return Config{}, err
 	}
-	f := fields(raw)
-	if err := f.unknown(); err != nil {
+	isKnown := func(k string) bool {
+		return slices.Contains(known, k) || slices.ContainsFunc(unsupported, func(r refusal) bool { return r.field == k })
+	}
+	if err := f.Unknown("UNet2DConditionModel", isKnown); err != nil {
 		return Config{}, err
 	}
 	var class string
-	if err := f.get("_class_name", &class); err != nil {
+	if err := f.Get("_class_name", &class); err != nil {
 		return Config{}, err
 	}
 	if class != "" && class != "UNet2DConditionModel" {
 		return Config{}, fmt.Errorf("field \"_class_name\": %q is not UNet2DConditionModel (is this the unet/ folder's config?)", class)
 	}
 	for _, r := range unsupported {
-		if err := f.refuse(r); err != nil {
+		if err := refuse(f, r); err != nil {
 			return Config{}, err
 		}
 	}
@@ -72,21 +64,21 @@ func ParseConfig(data []byte) (Config, error) {
 		{"use_linear_projection", &c.UseLinearProjection}, {"upcast_attention", &c.UpcastAttention},
 		{"conv_in_kernel", &c.ConvInKernel}, {"conv_out_kernel", &c.ConvOutKernel}, {"time_embedding_dim", &timeDim},
 	} {
-		if err := f.get(g.key, g.dst); err != nil {
+		if err := f.Get(g.key, g.dst); err != nil {
 			return Config{}, err
 		}
 	}
 	// Null is meaningful for these two: no mid block, no output norm.
 	for _, k := range []string{"mid_block_type", "norm_num_groups"} {
-		if v, ok := raw[k]; ok && bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+		if _, ok := f[k]; ok && f.IsNull(k) {
 			return Config{}, fmt.Errorf("field %q: null is not supported (set %s)", k, map[string]string{
 				"mid_block_type": `"UNetMidBlock2DCrossAttn"`, "norm_num_groups": "a group count such as 32"}[k])
 		}
 	}
-	if err := f.get("mid_block_type", &c.MidBlockType); err != nil {
+	if err := f.Get("mid_block_type", &c.MidBlockType); err != nil {
 		return Config{}, err
 	}
-	if err := f.get("norm_num_groups", &c.NormNumGroups); err != nil {
+	if err := f.Get("norm_num_groups", &c.NormNumGroups); err != nil {
 		return Config{}, err
 	}
 	levels := len(c.BlockOutChannels)
@@ -94,22 +86,21 @@ func ParseConfig(data []byte) (Config, error) {
 	if timeDim != nil {
 		c.TimeEmbeddingDim = *timeDim
 	}
-	var err error
-	if c.LayersPerBlock, err = f.perLevel("layers_per_block", 2, levels); err != nil {
+	if c.LayersPerBlock, err = perLevel(f, "layers_per_block", 2, levels); err != nil {
 		return Config{}, err
 	}
-	if c.TransformerLayersPerBlock, err = f.perLevel("transformer_layers_per_block", 1, levels); err != nil {
+	if c.TransformerLayersPerBlock, err = perLevel(f, "transformer_layers_per_block", 1, levels); err != nil {
 		return Config{}, err
 	}
-	if c.CrossAttentionDim, err = f.perLevel("cross_attention_dim", 1280, levels); err != nil {
+	if c.CrossAttentionDim, err = perLevel(f, "cross_attention_dim", 1280, levels); err != nil {
 		return Config{}, err
 	}
 	// diffusers v0.27: num_attention_heads = num_attention_heads or attention_head_dim.
 	heads := "attention_head_dim"
-	if v, ok := raw["num_attention_heads"]; ok && !bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+	if !f.IsNull("num_attention_heads") {
 		heads = "num_attention_heads"
 	}
-	if c.AttentionHeads, err = f.perLevel(heads, 8, levels); err != nil {
+	if c.AttentionHeads, err = perLevel(f, heads, 8, levels); err != nil {
 		return Config{}, err
 	}
 	if err := c.Validate(); err != nil {
@@ -240,42 +231,9 @@ var known = []string{
 	"addition_embed_type_num_heads", // used only with addition_embed_type, which is refused
 }
 
-// fields are the members of a config.json object.
-type fields map[string]json.RawMessage
-
-// unknown fails on a field that is neither known nor refused (underscored metadata
-// such as _class_name and _diffusers_version is fine).
-func (f fields) unknown() error {
-	var bad []string
-	for k := range f {
-		refused := slices.ContainsFunc(unsupported, func(r refusal) bool { return r.field == k })
-		if strings.HasPrefix(k, "_") || slices.Contains(known, k) || refused {
-			continue
-		}
-		bad = append(bad, k)
-	}
-	if len(bad) == 0 {
-		return nil
-	}
-	sort.Strings(bad)
-	return fmt.Errorf("unknown field(s) %q: this is not a diffusers v0.27 UNet2DConditionModel config difftune can build", bad)
-}
-
-// get decodes field key into dst when it is present and not null.
-func (f fields) get(key string, dst any) error {
-	v, ok := f[key]
-	if !ok || bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
-		return nil
-	}
-	if err := json.Unmarshal(v, dst); err != nil {
-		return fmt.Errorf("field %q: %s is not a %s", key, v, reflect.TypeOf(dst).Elem())
-	}
-	return nil
-}
-
 // refuse fails when the refused field is present with a value outside r.ok. A list
 // (per-level settings such as only_cross_attention) passes when every entry does.
-func (f fields) refuse(r refusal) error {
+func refuse(f diffusersconfig.Fields, r refusal) error {
 	v, ok := f[r.field]
 	if !ok {
 		return nil
@@ -300,15 +258,15 @@ func (f fields) refuse(r refusal) error {
 }
 
 // perLevel decodes an int-or-list field into one value per level.
-func (f fields) perLevel(key string, def, levels int) ([]int, error) {
+func perLevel(f diffusersconfig.Fields, key string, def, levels int) ([]int, error) {
 	out := make([]int, levels)
 	for i := range out {
 		out[i] = def
 	}
-	v, ok := f[key]
-	if !ok || bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+	if f.IsNull(key) {
 		return out, nil
 	}
+	v := f[key]
 	var one int
 	if err := json.Unmarshal(v, &one); err == nil {
 		for i := range out {

@@ -1,7 +1,6 @@
 package unet
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,22 +9,9 @@ import (
 	"testing"
 
 	"github.com/difftune/difftune/internal/golden"
+	"github.com/difftune/difftune/internal/parity"
 	"github.com/difftune/difftune/safetensors"
 )
-
-// readManifest reads a golden key -> shape map of a real-size model.
-func readManifest(t *testing.T, name string) map[string][]int {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(golden.Dir(t), "manifests", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string][]int
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return m
-}
 
 // header turns a key -> shape map into a safetensors header (no data).
 func header(m map[string][]int) *safetensors.Header {
@@ -34,27 +20,6 @@ func header(m map[string][]int) *safetensors.Header {
 		h.Tensors = append(h.Tensors, safetensors.TensorInfo{Name: k, DType: safetensors.F32, Shape: s})
 	}
 	return h
-}
-
-// sameShapes fails unless got and want hold the same names with the same shapes.
-func sameShapes(t *testing.T, what string, got, want map[string][]int) {
-	t.Helper()
-	for k, s := range want {
-		g, ok := got[k]
-		if !ok {
-			t.Errorf("%s: missing %s %v", what, k, s)
-		} else if !slices.Equal(g, s) {
-			t.Errorf("%s: %s has shape %v, want %v", what, k, g, s)
-		}
-	}
-	for k := range got {
-		if _, ok := want[k]; !ok {
-			t.Errorf("%s: unexpected %s", what, k)
-		}
-	}
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d names, want %d", what, len(got), len(want))
-	}
 }
 
 // TestPresetsMatchManifests checks the sd15 and sd21 presets against the real
@@ -73,12 +38,12 @@ func TestPresetsMatchManifests(t *testing.T) {
 			if !reflect.DeepEqual(cfg, p.Config) {
 				t.Fatalf("config.json gives\n%+v\npreset is\n%+v", cfg, p.Config)
 			}
-			manifest := readManifest(t, name+"_unet.json")
+			manifest := parity.Manifest(t, name+"_unet.json")
 			shapes, err := ParamShapes(p.Config)
 			if err != nil {
 				t.Fatal(err)
 			}
-			sameShapes(t, "ParamShapes", shapes, manifest)
+			parity.SameShapes(t, "ParamShapes", shapes, manifest)
 
 			got, err := DetectConfig(header(manifest))
 			if err != nil {
@@ -97,8 +62,8 @@ func TestPresetsMatchManifests(t *testing.T) {
 // diffusers manifest name for name and shape for shape, maps back, and detects the
 // config from the single-file names.
 func TestLDMManifest(t *testing.T) {
-	ldm := readManifest(t, "sd15_original_ldm.json")
-	want := readManifest(t, "sd15_unet.json")
+	ldm := parity.Manifest(t, "sd15_original_ldm.json")
+	want := parity.Manifest(t, "sd15_unet.json")
 	cfg := Presets["sd15"].Config
 	keys := make([]string, 0, len(ldm))
 	for k := range ldm {
@@ -115,7 +80,7 @@ func TestLDMManifest(t *testing.T) {
 		}
 		got[to] = ldm[from]
 	}
-	sameShapes(t, "LDMToDiffusers", got, want)
+	parity.SameShapes(t, "LDMToDiffusers", got, want)
 	if n := len(names); n != 686 { // the UNet's share of the 1131 keys
 		t.Fatalf("%d UNet keys mapped, want 686", n)
 	}
@@ -173,7 +138,7 @@ func TestSDXLRecognised(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "addition_embed_type") || !strings.Contains(err.Error(), "SDXL") {
 		t.Fatalf("LoadConfig(SDXL) = %v", err)
 	}
-	_, err = DetectConfig(header(readManifest(t, "sdxl_base_unet.json")))
+	_, err = DetectConfig(header(parity.Manifest(t, "sdxl_base_unet.json")))
 	if err == nil || !strings.Contains(err.Error(), "SDXL") || !strings.Contains(err.Error(), "add_embedding") {
 		t.Fatalf("DetectConfig(SDXL) = %v", err)
 	}
@@ -244,7 +209,7 @@ func TestParamShapesIsNew(t *testing.T) {
 				t.Fatalf("%s: %s differs between two NewRandom calls with one seed", name, q.Name)
 			}
 		}
-		sameShapes(t, name, got, shapes)
+		parity.SameShapes(t, name, got, shapes)
 		releaseModels(a, b)
 	}
 }

@@ -3,6 +3,8 @@ package unet
 import (
 	"fmt"
 	"strings"
+
+	"github.com/difftune/difftune/nn"
 )
 
 // LDMPrefix is the key prefix of the UNet inside an original single-file (LDM)
@@ -15,25 +17,22 @@ const LDMPrefix = "model.diffusion_model."
 // "resnet", "downsample" and "upsample" are the inside of a block that ldmBlocks places
 // from the config ("attention" blocks keep their inner names: transformer_blocks.0.
 // attn1.to_q and friends are the same on both sides).
-var ldmAliases = []struct{ scope, ldm, diffusers string }{
-	{"", "time_embed.0", "time_embedding.linear_1"},
-	{"", "time_embed.2", "time_embedding.linear_2"},
-	{"", "input_blocks.0.0", "conv_in"},
-	{"", "out.0", "conv_norm_out"},
-	{"", "out.2", "conv_out"},
-	{"resnet", "in_layers.0", "norm1"},
-	{"resnet", "in_layers.2", "conv1"},
-	{"resnet", "emb_layers.1", "time_emb_proj"},
-	{"resnet", "out_layers.0", "norm2"},
-	{"resnet", "out_layers.3", "conv2"},
-	{"resnet", "skip_connection", "conv_shortcut"},
-	{"downsample", "op", "conv"},
-	{"upsample", "conv", "conv"},
-	{"attention", "", ""},
+var ldmAliases = []nn.Alias{
+	{Scope: "", LDM: "time_embed.0", Diffusers: "time_embedding.linear_1"},
+	{Scope: "", LDM: "time_embed.2", Diffusers: "time_embedding.linear_2"},
+	{Scope: "", LDM: "input_blocks.0.0", Diffusers: "conv_in"},
+	{Scope: "", LDM: "out.0", Diffusers: "conv_norm_out"},
+	{Scope: "", LDM: "out.2", Diffusers: "conv_out"},
+	{Scope: "resnet", LDM: "in_layers.0", Diffusers: "norm1"},
+	{Scope: "resnet", LDM: "in_layers.2", Diffusers: "conv1"},
+	{Scope: "resnet", LDM: "emb_layers.1", Diffusers: "time_emb_proj"},
+	{Scope: "resnet", LDM: "out_layers.0", Diffusers: "norm2"},
+	{Scope: "resnet", LDM: "out_layers.3", Diffusers: "conv2"},
+	{Scope: "resnet", LDM: "skip_connection", Diffusers: "conv_shortcut"},
+	{Scope: "downsample", LDM: "op", Diffusers: "conv"},
+	{Scope: "upsample", LDM: "conv", Diffusers: "conv"},
+	{Scope: "attention", LDM: "", Diffusers: ""},
 }
-
-// blockAlias places one block: its LDM and diffusers module paths.
-type blockAlias struct{ scope, ldm, diffusers string }
 
 // ldmBlocks lists where each block of a model for c sits in both namings. LDM numbers
 // input_blocks from 1 (0 is conv_in): per level, LayersPerBlock entries of [ResBlock,
@@ -41,11 +40,11 @@ type blockAlias struct{ scope, ldm, diffusers string }
 // middle_block is [ResBlock, SpatialTransformer, ResBlock]; output_blocks count from 0
 // over the up blocks' LayersPerBlock+1 entries of [ResBlock, SpatialTransformer?,
 // Upsample?], the Upsample closing each up block but the last.
-func ldmBlocks(c Config) []blockAlias {
-	var out []blockAlias
+func ldmBlocks(c Config) []nn.Alias {
+	var out []nn.Alias
 	add := func(scope, ldm, diffusers string, args ...any) {
 		n := strings.Count(ldm, "%d")
-		out = append(out, blockAlias{scope, fmt.Sprintf(ldm, args[:n]...), fmt.Sprintf(diffusers, args[n:]...)})
+		out = append(out, nn.Alias{Scope: scope, LDM: fmt.Sprintf(ldm, args[:n]...), Diffusers: fmt.Sprintf(diffusers, args[n:]...)})
 	}
 	k := 1
 	for l, typ := range c.DownBlockTypes {
@@ -83,87 +82,30 @@ func ldmBlocks(c Config) []blockAlias {
 	return out
 }
 
-// ldmModules returns every module path alias of a model for c: the top-level rows of
-// the table, and each block's rows under its placed paths.
-func ldmModules(c Config) [][2]string {
-	var out [][2]string
-	join := func(a, b string) string {
-		if b == "" {
-			return a
-		}
-		return a + "." + b
-	}
-	for _, b := range append([]blockAlias{{scope: ""}}, ldmBlocks(c)...) {
-		for _, a := range ldmAliases {
-			if a.scope == b.scope {
-				if b.scope == "" {
-					out = append(out, [2]string{a.ldm, a.diffusers})
-				} else {
-					out = append(out, [2]string{join(b.ldm, a.ldm), join(b.diffusers, a.diffusers)})
-				}
-			}
-		}
-	}
-	return out
-}
-
 // LDMToDiffusers maps original single-file UNet keys to diffusers keys for a model of
 // config c. When some keys carry LDMPrefix only those are mapped (the VAE and text
 // encoder keys of a full checkpoint are left out); otherwise every key is taken as a
 // bare UNet key. It fails naming the first key that has no place in c.
 func LDMToDiffusers(c Config, keys []string) (map[string]string, error) {
-	var unet []string
-	for _, k := range keys {
-		if rest, ok := strings.CutPrefix(k, LDMPrefix); ok {
-			unet = append(unet, rest)
-		}
-	}
-	prefix := LDMPrefix
-	if len(unet) == 0 {
-		unet, prefix = keys, ""
-	}
-	return convert(c, unet, prefix, 0, 1)
+	return convert(c, keys, nn.ModulePaths.FromLDM)
 }
 
 // DiffusersToLDM maps diffusers UNet keys to original single-file keys (with
 // LDMPrefix) for a model of config c. It fails naming the first key that has no
 // place in c.
 func DiffusersToLDM(c Config, keys []string) (map[string]string, error) {
-	m, err := convert(c, keys, "", 1, 0)
-	if err != nil {
-		return nil, err
-	}
-	for k, v := range m {
-		m[k] = LDMPrefix + v
-	}
-	return m, nil
+	return convert(c, keys, nn.ModulePaths.ToLDM)
 }
 
-// convert maps each key (given without prefix, returned with it) by its longest
-// module path found in column from of ldmModules, to column to.
-func convert(c Config, keys []string, prefix string, from, to int) (map[string]string, error) {
+// convert maps keys with conv (FromLDM or ToLDM) over the module paths of a model
+// for c, naming the model in its errors.
+func convert(c Config, keys []string, conv func(nn.ModulePaths, string, []string) (map[string]string, error)) (map[string]string, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	paths := map[string]string{}
-	for _, m := range ldmModules(c) {
-		paths[m[from]] = m[to]
+	m, err := conv(nn.PlaceAliases(ldmAliases, ldmBlocks(c)), LDMPrefix, keys)
+	if err != nil {
+		return nil, fmt.Errorf("UNet %w in a %d-level model with layers_per_block %v (is the config right?)", err, c.Levels(), c.LayersPerBlock)
 	}
-	out := make(map[string]string, len(keys))
-	for _, k := range keys {
-		mod, rest := k, ""
-		for {
-			if v, ok := paths[mod]; ok {
-				out[prefix+k] = v + rest
-				break
-			}
-			i := strings.LastIndexByte(mod, '.')
-			if i < 0 {
-				return nil, fmt.Errorf("UNet key %q has no counterpart in a %d-level model with layers_per_block %v (is the config right?)",
-					prefix+k, c.Levels(), c.LayersPerBlock)
-			}
-			mod, rest = mod[:i], mod[i:]+rest
-		}
-	}
-	return out, nil
+	return m, nil
 }

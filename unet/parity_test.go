@@ -7,7 +7,6 @@ import (
 
 	"github.com/difftune/difftune/internal/golden"
 	"github.com/difftune/difftune/internal/parity"
-	"github.com/difftune/difftune/nn"
 	"github.com/difftune/difftune/safetensors"
 	"github.com/difftune/difftune/tensor"
 )
@@ -22,21 +21,7 @@ const (
 
 // goldenModel loads the reference config and weights.
 func goldenModel(t *testing.T) (*UNet2DConditionModel, string) {
-	t.Helper()
-	dir := filepath.Join(golden.Dir(t), "unet")
-	cfg, err := LoadConfig(filepath.Join(dir, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nn.ReleaseParams(m) })
-	if err := nn.LoadFile(m, filepath.Join(dir, "weights.safetensors"), nn.LoadOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return m, dir
+	return parity.Model(t, "unet", LoadConfig, New)
 }
 
 // goldenInputs are the reference call's tensors.

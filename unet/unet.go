@@ -145,9 +145,9 @@ func (t *Transformer2DModel) forward(run *runner, x, context *tensor.Tensor) *te
 	hh, ww := x.Dim(2), x.Dim(3)
 	var h *tensor.Tensor
 	if t.UseLinearProjection {
-		h = nn.Pipe(x, t.Norm.Forward, tokens, t.ProjIn.Forward) // [N, H·W, inner]
+		h = nn.Pipe(x, t.Norm.Forward, nn.Tokens, t.ProjIn.Forward) // [N, H·W, inner]
 	} else {
-		h = nn.Pipe(x, t.Norm.Forward, t.ProjIn.Forward, tokens) // [N, H·W, inner]
+		h = nn.Pipe(x, t.Norm.Forward, t.ProjIn.Forward, nn.Tokens) // [N, H·W, inner]
 	}
 	for _, b := range t.TransformerBlocks {
 		next := run.checkpoint(func(in []*tensor.Tensor) *tensor.Tensor { return b.Forward(in[0], in[1]) }, h, context)
@@ -157,9 +157,9 @@ func (t *Transformer2DModel) forward(run *runner, x, context *tensor.Tensor) *te
 	defer h.Release()
 	var out *tensor.Tensor
 	if t.UseLinearProjection {
-		out = nn.Pipe(h, t.ProjOut.Forward, image(hh, ww)) // [N, C, H, W]
+		out = nn.Pipe(h, t.ProjOut.Forward, nn.Image(hh, ww)) // [N, C, H, W]
 	} else {
-		out = nn.Pipe(h, image(hh, ww), t.ProjOut.Forward) // [N, C, H, W]
+		out = nn.Pipe(h, nn.Image(hh, ww), t.ProjOut.Forward) // [N, C, H, W]
 	}
 	defer out.Release()
 	return tensor.Add(out, x)
@@ -178,22 +178,6 @@ func (d *Downsample2D) Params(prefix string) []nn.Param {
 
 // Forward maps [N, C, H, W] to [N, C, H/2, W/2].
 func (d *Downsample2D) Forward(x *tensor.Tensor) *tensor.Tensor { return d.Conv.Forward(x) }
-
-// Upsample2D doubles the resolution by nearest-neighbour repetition, then applies a
-// 3×3 convolution.
-type Upsample2D struct {
-	Conv *nn.Conv2d
-}
-
-// Params returns conv.
-func (u *Upsample2D) Params(prefix string) []nn.Param {
-	return nn.Children(prefix, nn.Child{Name: "conv", M: u.Conv})
-}
-
-// Forward maps [N, C, H, W] to [N, C, 2H, 2W].
-func (u *Upsample2D) Forward(x *tensor.Tensor) *tensor.Tensor {
-	return nn.Pipe(x, tensor.UpsampleNearest2x, u.Conv.Forward)
-}
 
 // DownBlock is CrossAttnDownBlock2D (a Transformer2DModel after each resnet) or
 // DownBlock2D (no attentions), with a Downsample2D except at the last level.
@@ -272,7 +256,7 @@ type UpBlock struct {
 	Type       string
 	Resnets    []*nn.ResnetBlock2D
 	Attentions []*Transformer2DModel // empty for UpBlock2D
-	Upsampler  *Upsample2D           // upsamplers.0; nil at the last (full-resolution) block
+	Upsampler  *nn.Upsample2D        // upsamplers.0; nil at the last (full-resolution) block
 	name       string
 }
 
@@ -503,23 +487,6 @@ func scale(s float64) func(*tensor.Tensor) *tensor.Tensor {
 // addScalar returns h ↦ h + c.
 func addScalar(c float32) func(*tensor.Tensor) *tensor.Tensor {
 	return func(h *tensor.Tensor) *tensor.Tensor { return tensor.AddScalar(h, c) }
-}
-
-// tokens turns an image [N, C, H, W] into tokens [N, H·W, C].
-func tokens(x *tensor.Tensor) *tensor.Tensor {
-	n, c, h, w := x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3)
-	p := tensor.Permute(x, 0, 2, 3, 1) //           [N, H, W, C]
-	defer p.Release()
-	return tensor.Reshape(p, n, h*w, c) //           [N, H·W, C]
-}
-
-// image returns the inverse of tokens for an h×w image.
-func image(h, w int) func(*tensor.Tensor) *tensor.Tensor {
-	return func(x *tensor.Tensor) *tensor.Tensor {
-		r := tensor.Reshape(x, x.Dim(0), h, w, x.Dim(2)) // [N, H, W, C]
-		defer r.Release()
-		return tensor.Permute(r, 0, 3, 1, 2) //             [N, C, H, W]
-	}
 }
 
 func repeat(v float32, n int) []float32 {

@@ -1,29 +1,18 @@
 package vae
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
-	"reflect"
 	"slices"
-	"sort"
-	"strings"
+
+	"github.com/difftune/difftune/internal/diffusersconfig"
 )
 
 // LoadConfig reads a diffusers AutoencoderKL config.json (vae/config.json of a
 // diffusers checkpoint folder). Absent fields take diffusers v0.27's defaults. Errors
 // name the file and the field.
 func LoadConfig(path string) (Config, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, fmt.Errorf("vae config: %w", err)
-	}
-	c, err := ParseConfig(raw)
-	if err != nil {
-		return Config{}, fmt.Errorf("vae config %s: %w", path, err)
-	}
-	return c, nil
+	return diffusersconfig.Load(path, "vae config", ParseConfig)
 }
 
 // known are the fields ParseConfig reads, with the address each decodes into.
@@ -41,38 +30,30 @@ func (c *Config) known() map[string]any {
 
 // ParseConfig is LoadConfig on the bytes of a config.json.
 func ParseConfig(data []byte) (Config, error) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return Config{}, fmt.Errorf("not a JSON object: %w", err)
+	f, err := diffusersconfig.Parse(data)
+	if err != nil {
+		return Config{}, err
 	}
-	isNull := func(k string) bool { v, ok := raw[k]; return !ok || bytes.Equal(bytes.TrimSpace(v), []byte("null")) }
 	c := Config{ // diffusers v0.27 AutoencoderKL defaults
 		InChannels: 3, OutChannels: 3, DownBlockTypes: []string{DownEncoderBlock2D}, UpBlockTypes: []string{UpDecoderBlock2D},
 		BlockOutChannels: []int{64}, LayersPerBlock: 1, LatentChannels: 4, NormNumGroups: 32, SampleSize: 32,
 		ScalingFactor: 0.18215, ForceUpcast: true, MidBlockAddAttention: true, UseQuantConv: true, UsePostQuantConv: true,
 	}
 	known := c.known()
-	var unknown []string
-	for k := range raw {
-		switch _, ok := known[k]; {
-		case ok, strings.HasPrefix(k, "_"), k == "act_fn", k == "sample_size", k == "latents_mean", k == "latents_std":
-		default:
-			unknown = append(unknown, k)
-		}
+	isKnown := func(k string) bool {
+		_, ok := known[k]
+		return ok || k == "act_fn" || k == "sample_size" || k == "latents_mean" || k == "latents_std"
 	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return Config{}, fmt.Errorf("unknown field(s) %q: this is not a diffusers v0.27 AutoencoderKL config difftune can build", unknown)
+	if err := f.Unknown("AutoencoderKL", isKnown); err != nil {
+		return Config{}, err
 	}
 	var class, act string
 	for _, g := range []struct {
 		key string
 		dst *string
 	}{{"_class_name", &class}, {"act_fn", &act}} {
-		if !isNull(g.key) {
-			if err := json.Unmarshal(raw[g.key], g.dst); err != nil {
-				return Config{}, fmt.Errorf("field %q: %s is not a string", g.key, raw[g.key])
-			}
+		if err := f.Get(g.key, g.dst); err != nil {
+			return Config{}, err
 		}
 	}
 	if class != "" && class != "AutoencoderKL" {
@@ -82,26 +63,23 @@ func ParseConfig(data []byte) (Config, error) {
 		return Config{}, fmt.Errorf("field \"act_fn\": %q is not supported (only silu is implemented)", act)
 	}
 	for _, k := range []string{"latents_mean", "latents_std"} {
-		if !isNull(k) {
+		if !f.IsNull(k) {
 			return Config{}, fmt.Errorf("field %q: per-channel latent statistics are not supported (set it to null)", k)
 		}
 	}
 	for k, dst := range known {
-		if isNull(k) {
-			continue
-		}
-		if err := json.Unmarshal(raw[k], dst); err != nil {
-			return Config{}, fmt.Errorf("field %q: %s is not a %s", k, raw[k], reflect.TypeOf(dst).Elem())
+		if err := f.Get(k, dst); err != nil {
+			return Config{}, err
 		}
 	}
 	// sample_size is an int, or [height, width] in some configs: the tile is square,
 	// so take the larger side.
-	if !isNull("sample_size") {
+	if !f.IsNull("sample_size") {
 		var side int
 		var hw []int
-		if err := json.Unmarshal(raw["sample_size"], &side); err != nil {
-			if err := json.Unmarshal(raw["sample_size"], &hw); err != nil || len(hw) != 2 {
-				return Config{}, fmt.Errorf("field \"sample_size\": %s is neither an integer nor [height, width]", raw["sample_size"])
+		if err := json.Unmarshal(f["sample_size"], &side); err != nil {
+			if err := json.Unmarshal(f["sample_size"], &hw); err != nil || len(hw) != 2 {
+				return Config{}, fmt.Errorf("field \"sample_size\": %s is neither an integer nor [height, width]", f["sample_size"])
 			}
 			side = max(hw[0], hw[1])
 		}

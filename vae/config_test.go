@@ -1,7 +1,6 @@
 package vae
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,41 +9,8 @@ import (
 	"testing"
 
 	"github.com/difftune/difftune/internal/golden"
+	"github.com/difftune/difftune/internal/parity"
 )
-
-// readManifest reads a golden key -> shape map of a real-size model.
-func readManifest(t *testing.T, name string) map[string][]int {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(golden.Dir(t), "manifests", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string][]int
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return m
-}
-
-// sameShapes fails unless got and want hold the same names with the same shapes.
-func sameShapes(t *testing.T, what string, got, want map[string][]int) {
-	t.Helper()
-	for k, s := range want {
-		if g, ok := got[k]; !ok {
-			t.Errorf("%s: missing %s %v", what, k, s)
-		} else if !slices.Equal(g, s) {
-			t.Errorf("%s: %s has shape %v, want %v", what, k, g, s)
-		}
-	}
-	for k := range got {
-		if _, ok := want[k]; !ok {
-			t.Errorf("%s: unexpected %s", what, k)
-		}
-	}
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d names, want %d", what, len(got), len(want))
-	}
-}
 
 // TestPresetMatchesManifest checks the sd preset against the real SD VAE: its
 // config.json loads to the preset, and the preset's parameters are the real key set
@@ -61,15 +27,15 @@ func TestPresetMatchesManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameShapes(t, "sd preset", got, readManifest(t, "sd_vae.json"))
+	parity.SameShapes(t, "sd preset", got, parity.Manifest(t, "sd_vae.json"))
 }
 
 // TestLDMNames maps the SD 1.5 single-file VAE keys (first_stage_model.*) onto the
 // diffusers SD VAE name for name and shape for shape, and back.
 func TestLDMNames(t *testing.T) {
 	cfg := Presets["sd"].Config
-	ldm := readManifest(t, "sd15_original_ldm.json") // UNet, VAE and text encoder keys
-	want := readManifest(t, "sd_vae.json")
+	ldm := parity.Manifest(t, "sd15_original_ldm.json") // UNet, VAE and text encoder keys
+	want := parity.Manifest(t, "sd_vae.json")
 	var keys []string
 	for k := range ldm {
 		keys = append(keys, k)
@@ -85,7 +51,7 @@ func TestLDMNames(t *testing.T) {
 		}
 		got[d] = DiffusersShape(d, ldm[k])
 	}
-	sameShapes(t, "first_stage_model.* mapped to diffusers", got, want)
+	parity.SameShapes(t, "first_stage_model.* mapped to diffusers", got, want)
 
 	var names []string
 	for k := range want {

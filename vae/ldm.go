@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/difftune/difftune/nn"
 )
 
 // LDMPrefix is the key prefix of the VAE inside an original single-file (LDM)
@@ -16,35 +18,34 @@ const LDMPrefix = "first_stage_model."
 // and diffusers. Each row renames a module path within a scope: "" is the model's top
 // level, "coder" the inside of the encoder and of the decoder, "resnet" and
 // "attention" the inside of a block that ldmBlocks places from the config.
-var ldmAliases = []struct{ scope, ldm, diffusers string }{
-	{"", "quant_conv", "quant_conv"},
-	{"", "post_quant_conv", "post_quant_conv"},
-	{"coder", "conv_in", "conv_in"},
-	{"coder", "norm_out", "conv_norm_out"},
-	{"coder", "conv_out", "conv_out"},
-	{"resnet", "norm1", "norm1"},
-	{"resnet", "conv1", "conv1"},
-	{"resnet", "norm2", "norm2"},
-	{"resnet", "conv2", "conv2"},
-	{"resnet", "nin_shortcut", "conv_shortcut"},
-	{"attention", "norm", "group_norm"},
-	{"attention", "q", "to_q"},
-	{"attention", "k", "to_k"},
-	{"attention", "v", "to_v"},
-	{"attention", "proj_out", "to_out.0"},
-	{"sampler", "conv", "conv"},
+var ldmAliases = []nn.Alias{
+	{Scope: "", LDM: "quant_conv", Diffusers: "quant_conv"},
+	{Scope: "", LDM: "post_quant_conv", Diffusers: "post_quant_conv"},
+	{Scope: "coder", LDM: "conv_in", Diffusers: "conv_in"},
+	{Scope: "coder", LDM: "norm_out", Diffusers: "conv_norm_out"},
+	{Scope: "coder", LDM: "conv_out", Diffusers: "conv_out"},
+	{Scope: "resnet", LDM: "norm1", Diffusers: "norm1"},
+	{Scope: "resnet", LDM: "conv1", Diffusers: "conv1"},
+	{Scope: "resnet", LDM: "norm2", Diffusers: "norm2"},
+	{Scope: "resnet", LDM: "conv2", Diffusers: "conv2"},
+	{Scope: "resnet", LDM: "nin_shortcut", Diffusers: "conv_shortcut"},
+	{Scope: "attention", LDM: "norm", Diffusers: "group_norm"},
+	{Scope: "attention", LDM: "q", Diffusers: "to_q"},
+	{Scope: "attention", LDM: "k", Diffusers: "to_k"},
+	{Scope: "attention", LDM: "v", Diffusers: "to_v"},
+	{Scope: "attention", LDM: "proj_out", Diffusers: "to_out.0"},
+	{Scope: "sampler", LDM: "conv", Diffusers: "conv"},
 }
-
-// blockAlias places one block: its LDM and diffusers module paths.
-type blockAlias struct{ scope, ldm, diffusers string }
 
 // ldmBlocks lists where each block of a model for c sits in both namings. The LDM
 // decoder numbers its up levels by resolution (up.0 is full resolution), diffusers
 // in execution order (up_blocks.0 is the lowest resolution), so up.i is
 // up_blocks.(levels-1-i).
-func ldmBlocks(c Config) []blockAlias {
-	var out []blockAlias
-	add := func(scope, ldm, diffusers string) { out = append(out, blockAlias{scope, ldm, diffusers}) }
+func ldmBlocks(c Config) []nn.Alias {
+	var out []nn.Alias
+	add := func(scope, ldm, diffusers string) {
+		out = append(out, nn.Alias{Scope: scope, LDM: ldm, Diffusers: diffusers})
+	}
 	levels := c.Levels()
 	for _, side := range []string{"encoder", "decoder"} {
 		add("coder", side, side)
@@ -74,84 +75,33 @@ func ldmBlocks(c Config) []blockAlias {
 	return out
 }
 
-// ldmModules returns every module path alias of a model for c: the top-level rows of
-// the table, and each block's rows under its placed paths.
-func ldmModules(c Config) [][2]string {
-	var out [][2]string
-	for _, b := range append([]blockAlias{{scope: ""}}, ldmBlocks(c)...) {
-		for _, a := range ldmAliases {
-			switch {
-			case a.scope != b.scope:
-			case b.scope == "":
-				out = append(out, [2]string{a.ldm, a.diffusers})
-			default:
-				out = append(out, [2]string{b.ldm + "." + a.ldm, b.diffusers + "." + a.diffusers})
-			}
-		}
-	}
-	return out
-}
-
 // LDMToDiffusers maps original single-file VAE keys to diffusers keys for a model of
 // config c. When some keys carry LDMPrefix only those are mapped (the UNet and text
 // encoder keys of a full checkpoint are left out); otherwise every key is taken as a
 // bare VAE key. It fails naming the first key that has no place in c. Weights of the
 // mid-block attention also change shape: see DiffusersShape.
 func LDMToDiffusers(c Config, keys []string) (map[string]string, error) {
-	var vae []string
-	for _, k := range keys {
-		if rest, ok := strings.CutPrefix(k, LDMPrefix); ok {
-			vae = append(vae, rest)
-		}
-	}
-	prefix := LDMPrefix
-	if len(vae) == 0 {
-		vae, prefix = keys, ""
-	}
-	return convert(c, vae, prefix, 0, 1)
+	return convert(c, keys, nn.ModulePaths.FromLDM)
 }
 
 // DiffusersToLDM maps diffusers VAE keys to original single-file keys (with
 // LDMPrefix) for a model of config c. It fails naming the first key that has no place
 // in c. Weights of the mid-block attention also change shape: see LDMShape.
 func DiffusersToLDM(c Config, keys []string) (map[string]string, error) {
-	m, err := convert(c, keys, "", 1, 0)
-	if err != nil {
-		return nil, err
-	}
-	for k, v := range m {
-		m[k] = LDMPrefix + v
-	}
-	return m, nil
+	return convert(c, keys, nn.ModulePaths.ToLDM)
 }
 
-// convert maps each key (given without prefix, returned with it) by its longest
-// module path found in column from of ldmModules, to column to.
-func convert(c Config, keys []string, prefix string, from, to int) (map[string]string, error) {
+// convert maps keys with conv (FromLDM or ToLDM) over the module paths of a model
+// for c, naming the model in its errors.
+func convert(c Config, keys []string, conv func(nn.ModulePaths, string, []string) (map[string]string, error)) (map[string]string, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	paths := map[string]string{}
-	for _, m := range ldmModules(c) {
-		paths[m[from]] = m[to]
+	m, err := conv(nn.PlaceAliases(ldmAliases, ldmBlocks(c)), LDMPrefix, keys)
+	if err != nil {
+		return nil, fmt.Errorf("VAE %w in a %d-level model with layers_per_block %d (is the config right?)", err, c.Levels(), c.LayersPerBlock)
 	}
-	out := make(map[string]string, len(keys))
-	for _, k := range keys {
-		mod, rest := k, ""
-		for {
-			if v, ok := paths[mod]; ok {
-				out[prefix+k] = v + rest
-				break
-			}
-			i := strings.LastIndexByte(mod, '.')
-			if i < 0 {
-				return nil, fmt.Errorf("VAE key %q has no counterpart in a %d-level model with layers_per_block %d (is the config right?)",
-					prefix+k, c.Levels(), c.LayersPerBlock)
-			}
-			mod, rest = mod[:i], mod[i:]+rest
-		}
-	}
-	return out, nil
+	return m, nil
 }
 
 // isAttentionWeight reports whether a diffusers key is a weight of a mid-block

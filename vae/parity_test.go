@@ -24,21 +24,7 @@ const (
 
 // goldenModel loads the reference config and weights.
 func goldenModel(t *testing.T) (*AutoencoderKL, string) {
-	t.Helper()
-	dir := filepath.Join(golden.Dir(t), "vae")
-	cfg, err := LoadConfig(filepath.Join(dir, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nn.ReleaseParams(m) })
-	if err := nn.LoadFile(m, filepath.Join(dir, "weights.safetensors"), nn.LoadOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return m, dir
+	return parity.Model(t, "vae", LoadConfig, New)
 }
 
 // TestEncodeParity runs the reference encode call, moments =

@@ -76,22 +76,6 @@ func (d *Downsample2D) Forward(x *tensor.Tensor) *tensor.Tensor {
 
 func padRightBottom(x *tensor.Tensor) *tensor.Tensor { return tensor.Pad2d(x, 0, 1, 0, 1) } // [N, C, H+1, W+1]
 
-// Upsample2D doubles the resolution by nearest-neighbour repetition, then applies a
-// 3×3 convolution.
-type Upsample2D struct {
-	Conv *nn.Conv2d
-}
-
-// Params returns conv.
-func (u *Upsample2D) Params(prefix string) []nn.Param {
-	return nn.Children(prefix, nn.Child{Name: "conv", M: u.Conv})
-}
-
-// Forward maps [N, C, H, W] to [N, C, 2H, 2W].
-func (u *Upsample2D) Forward(x *tensor.Tensor) *tensor.Tensor {
-	return nn.Pipe(x, tensor.UpsampleNearest2x, u.Conv.Forward)
-}
-
 // AttentionBlock is the mid block's self-attention over the H·W positions, as
 // diffusers builds it from the original AttnBlock: one head over all C channels,
 // GroupNorm first, q, k, v and to_out.0 Linear over channels, the input added back.
@@ -110,7 +94,7 @@ func (a *AttentionBlock) Params(prefix string) []nn.Param {
 func (a *AttentionBlock) Forward(x *tensor.Tensor) *tensor.Tensor {
 	hh, ww := x.Dim(2), x.Dim(3)
 	selfAttn := func(h *tensor.Tensor) *tensor.Tensor { return a.Attn.Forward(h, nil, nil) }
-	h := nn.Pipe(x, a.GroupNorm.Forward, tokens, selfAttn, image(hh, ww)) // [N, C, H, W]
+	h := nn.Pipe(x, a.GroupNorm.Forward, nn.Tokens, selfAttn, nn.Image(hh, ww)) // [N, C, H, W]
 	defer h.Release()
 	return tensor.Add(x, h)
 }
@@ -159,7 +143,7 @@ func (d *DownBlock) Forward(x *tensor.Tensor) *tensor.Tensor {
 // UpBlock is diffusers' UpDecoderBlock2D: resnets then, except at the full-resolution level, an Upsample2D.
 type UpBlock struct {
 	Resnets   []*nn.ResnetBlock2D
-	Upsampler *Upsample2D // upsamplers.0; nil at the last block
+	Upsampler *nn.Upsample2D // upsamplers.0; nil at the last block
 }
 
 // Params returns resnets.i and upsamplers.0.
@@ -377,23 +361,6 @@ func scale(s float64) func(*tensor.Tensor) *tensor.Tensor {
 
 func addScalar(c float64) func(*tensor.Tensor) *tensor.Tensor {
 	return func(h *tensor.Tensor) *tensor.Tensor { return tensor.AddScalar(h, float32(c)) }
-}
-
-// tokens turns an image [N, C, H, W] into tokens [N, H·W, C].
-func tokens(x *tensor.Tensor) *tensor.Tensor {
-	n, c, h, w := x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3)
-	p := tensor.Permute(x, 0, 2, 3, 1) //           [N, H, W, C]
-	defer p.Release()
-	return tensor.Reshape(p, n, h*w, c) //           [N, H·W, C]
-}
-
-// image returns the inverse of tokens for an h×w image.
-func image(h, w int) func(*tensor.Tensor) *tensor.Tensor {
-	return func(x *tensor.Tensor) *tensor.Tensor {
-		r := tensor.Reshape(x, x.Dim(0), h, w, x.Dim(2)) // [N, H, W, C]
-		defer r.Release()
-		return tensor.Permute(r, 0, 3, 1, 2) //             [N, C, H, W]
-	}
 }
 
 // Preset is a named VAE: its Config and what it is.
