@@ -1,15 +1,20 @@
 package adapters
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/difftune/difftune/nn"
+	"github.com/difftune/difftune/safetensors"
 	"github.com/difftune/difftune/tensor"
 )
 
@@ -469,4 +474,52 @@ func TestMergeErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "lora_unet_attn_to_q") || !strings.Contains(err.Error(), "sd_v1") {
 		t.Fatalf("shape mismatch: %v", err)
 	}
+}
+
+// TestKohyaHashesAndUnknownKeys: the saved file carries sshs_model_hash (SHA-256 of
+// the data after the header, recomputed here from the file) and sshs_legacy_hash;
+// unknown keys are refused by Load and skipped by LoadIgnoringUnknown.
+func TestKohyaHashesAndUnknownKeys(t *testing.T) {
+	dir := t.TempDir()
+	b := newBlock(7)
+	defer nn.ReleaseParams(b)
+	s, err := Inject(b, Config{Kind: LoRA, Rank: 2, Form: Auto}, Targets{TargetAttn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Remove()
+	path := filepath.Join(dir, "a.safetensors")
+	if err := Save(s, path, SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := binary.LittleEndian.Uint64(raw[:8])
+	sum := sha256.Sum256(raw[8+n:])
+	f, _, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Metadata["sshs_model_hash"] != hex.EncodeToString(sum[:]) || len(f.Metadata["sshs_legacy_hash"]) != 8 {
+		t.Fatalf("hashes %q %q, data hash %x", f.Metadata["sshs_model_hash"], f.Metadata["sshs_legacy_hash"], sum)
+	}
+	f.Release()
+
+	recs := []safetensors.Tensor{{Name: "lora_unet_attn_to_q.lora_down.weight", DType: safetensors.F32, Shape: []int{1, 1}, Data: make([]byte, 4)},
+		{Name: "lora_unet_attn_to_q.lora_up.weight", DType: safetensors.F32, Shape: []int{1, 1}, Data: make([]byte, 4)},
+		{Name: "something_else", DType: safetensors.F32, Shape: []int{1}, Data: make([]byte, 4)}}
+	odd := filepath.Join(dir, "odd.safetensors")
+	if err := safetensors.Write(odd, recs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Load(odd); err == nil || !strings.Contains(err.Error(), "something_else") || !strings.Contains(err.Error(), "--ignore-unknown") {
+		t.Fatalf("unknown key: %v", err)
+	}
+	f, skipped, err := LoadIgnoringUnknown(odd)
+	if err != nil || len(f.Modules) != 1 || !slices.Contains(skipped, "something_else") {
+		t.Fatalf("ignoring unknown keys: %v %v", skipped, err)
+	}
+	f.Release()
 }

@@ -1,7 +1,9 @@
 package adapters
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -96,10 +98,33 @@ func Save(s *Set, path string, o SaveOptions) error {
 	default:
 		return fmt.Errorf("save %s: format %q: want kohya or peft", path, o.Format)
 	}
+	if o.Format == FormatKohya {
+		model, legacy, err := kohyaHashes(recs, meta)
+		if err != nil {
+			return fmt.Errorf("save adapter %s: %w", path, err)
+		}
+		meta["sshs_model_hash"], meta["sshs_legacy_hash"] = model, legacy
+	}
 	if err := safetensors.Write(path, recs, meta); err != nil {
 		return fmt.Errorf("save adapter: %w", err)
 	}
 	return nil
+}
+
+// kohyaHashes computes the hashes sd-scripts stores as sshs_model_hash and
+// sshs_legacy_hash (the "addnet" hashes A1111's Additional Networks shows): SHA-256
+// of the file after its header, and the first 8 hex digits of SHA-256 of the file's
+// bytes [1 MiB, 1 MiB + 64 KiB), both over the file as written without these two keys.
+func kohyaHashes(recs []safetensors.Tensor, meta map[string]string) (model, legacy string, err error) {
+	b, err := safetensors.Encode(recs, meta)
+	if err != nil {
+		return "", "", err
+	}
+	n := binary.LittleEndian.Uint64(b[:8])
+	m := sha256.Sum256(b[8+n:])
+	lo, hi := min(len(b), 0x100000), min(len(b), 0x110000)
+	l := sha256.Sum256(b[lo:hi])
+	return hex.EncodeToString(m[:]), hex.EncodeToString(l[:])[:8], nil
 }
 
 func alphaOf(c Config) float64 {
@@ -210,7 +235,13 @@ var suffixes = []string{
 // Load reads an adapter file in the kohya (sd-scripts, LyCORIS) or PEFT/diffusers
 // format. Keys it cannot place are listed in the error; text-encoder adapters
 // ("lora_te*") are reported in skipped.
-func Load(path string) (f *File, skipped []string, err error) {
+func Load(path string) (f *File, skipped []string, err error) { return load(path, false) }
+
+// LoadIgnoringUnknown is Load that skips keys it cannot place instead of failing,
+// returning them in skipped with the text-encoder keys.
+func LoadIgnoringUnknown(path string) (f *File, skipped []string, err error) { return load(path, true) }
+
+func load(path string, ignoreUnknown bool) (f *File, skipped []string, err error) {
 	sf, err := safetensors.Open(path)
 	if err != nil {
 		return nil, nil, err
@@ -218,6 +249,14 @@ func Load(path string) (f *File, skipped []string, err error) {
 	defer sf.Close()
 	f = &File{Path: path, Metadata: sf.Metadata()}
 	byKey := map[string]*Module{}
+	fail := func(err error) (*File, []string, error) {
+		for _, m := range byKey {
+			for _, t := range m.Tensors {
+				t.Release()
+			}
+		}
+		return nil, nil, err
+	}
 	var unknown []string
 	peftAlpha := peftAlpha(f.Metadata)
 	for _, name := range sf.Names() {
@@ -232,8 +271,7 @@ func Load(path string) (f *File, skipped []string, err error) {
 		}
 		t, err := readAny(sf, name)
 		if err != nil {
-			f.Release()
-			return nil, nil, err
+			return fail(err)
 		}
 		m := byKey[key]
 		if m == nil {
@@ -254,15 +292,14 @@ func Load(path string) (f *File, skipped []string, err error) {
 		}
 		m.Tensors[suffix] = normalize(suffix, t)
 	}
-	if len(unknown) > 0 {
-		f.Release()
-		return nil, nil, fmt.Errorf("load %s: %d key(s) are not adapter tensors: %s", path, len(unknown), listKeys(unknown))
+	if len(unknown) > 0 && !ignoreUnknown {
+		return fail(fmt.Errorf("load %s: %d key(s) are not adapter tensors: %s (pass --ignore-unknown to skip them)", path, len(unknown), listKeys(unknown)))
 	}
+	skipped = append(skipped, unknown...)
 	for _, m := range byKey {
 		k, err := kindOf(m)
 		if err != nil {
-			f.Release()
-			return nil, nil, fmt.Errorf("load %s: module %s: %w", path, m.Key, err)
+			return fail(fmt.Errorf("load %s: module %s: %w", path, m.Key, err))
 		}
 		m.Kind = k
 		f.Modules = append(f.Modules, m)

@@ -275,6 +275,9 @@ func (p *Pipeline) predict(x *tensor.Tensor, t []float32, c Cond) (*tensor.Tenso
 type AdapterSpec struct {
 	Path   string
 	Weight float64
+	// IgnoreUnknown skips keys that are not adapter tensors (with a warning)
+	// instead of refusing the file.
+	IgnoreUnknown bool
 }
 
 // ParseAdapterSpec reads "file.safetensors[:weight]" (weight 1 when absent).
@@ -301,12 +304,16 @@ func (p *Pipeline) Merge(specs []AdapterSpec) (*adapters.Merged, error) {
 		}
 	}()
 	for _, s := range specs {
-		f, skipped, err := adapters.Load(s.Path)
+		load := adapters.Load
+		if s.IgnoreUnknown {
+			load = adapters.LoadIgnoringUnknown
+		}
+		f, skipped, err := load(s.Path)
 		if err != nil {
 			return nil, err
 		}
 		if len(skipped) > 0 {
-			fmt.Fprintf(os.Stderr, "difftune: %s: %d text-encoder tensors skipped (text-encoder adapters are not applied)\n", s.Path, len(skipped))
+			fmt.Fprintf(os.Stderr, "difftune: %s: %d tensors skipped (text-encoder adapters are not applied; unknown keys with --ignore-unknown)\n", s.Path, len(skipped))
 		}
 		files = append(files, adapters.Weighted{File: f, Weight: s.Weight})
 	}

@@ -54,22 +54,43 @@ func Write(path string, tensors []Tensor, metadata map[string]string) error {
 	if err != nil {
 		return fmt.Errorf("safetensors: write %s: %w", path, err)
 	}
-	return atomicfile.WriteFile(path, func(w io.Writer) error {
-		var n [8]byte
-		binary.LittleEndian.PutUint64(n[:], uint64(len(hdr)))
-		if _, err := w.Write(n[:]); err != nil {
+	return atomicfile.WriteFile(path, func(w io.Writer) error { return emit(w, hdr, tensors, order) })
+}
+
+// Encode returns the bytes Write would write, for hashing a file before it exists.
+// It fails as Write does for invalid tensors or metadata.
+func Encode(tensors []Tensor, metadata map[string]string) ([]byte, error) {
+	infos, order, err := layout(tensors)
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: encode: %w", err)
+	}
+	hdr, err := encodeHeader(infos, metadata)
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: encode: %w", err)
+	}
+	var b bytes.Buffer
+	if err := emit(&b, hdr, tensors, order); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// emit writes the header length, the header and the tensor data in file order.
+func emit(w io.Writer, hdr []byte, tensors []Tensor, order []int) error {
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(len(hdr)))
+	if _, err := w.Write(n[:]); err != nil {
+		return err
+	}
+	if _, err := w.Write(hdr); err != nil {
+		return err
+	}
+	for _, i := range order {
+		if _, err := w.Write(tensors[i].Data); err != nil {
 			return err
 		}
-		if _, err := w.Write(hdr); err != nil {
-			return err
-		}
-		for _, i := range order {
-			if _, err := w.Write(tensors[i].Data); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // layout validates tensors and returns their descriptions in file order with

@@ -16,11 +16,12 @@ import (
 
 func newSampleCmd() *cobra.Command {
 	var o struct {
-		req   pipeline.Request
-		model string
-		loras []string
-		size  string
-		out   string
+		req           pipeline.Request
+		model         string
+		loras         []string
+		size          string
+		out           string
+		ignoreUnknown bool
 	}
 	cmd := &cobra.Command{
 		Use:   "sample --prompt TEXT",
@@ -44,6 +45,7 @@ The same seed gives byte-identical images on every run and machine.`,
 				if err != nil {
 					return usageError{err}
 				}
+				s.IgnoreUnknown = o.ignoreUnknown
 				specs = append(specs, s)
 			}
 			if o.size != "" {
@@ -101,6 +103,7 @@ The same seed gives byte-identical images on every run and machine.`,
 	f.StringVar(&o.size, "size", "", "WxH in pixels (default: the model's size)")
 	f.IntVar(&o.req.N, "n", 1, "number of images")
 	f.StringVar(&o.out, "out", "samples", "output PNG file, or a folder")
+	f.BoolVar(&o.ignoreUnknown, "ignore-unknown", false, "skip adapter-file keys that are not adapter tensors, with a warning, instead of refusing the file")
 	return cmd
 }
 
