@@ -523,3 +523,64 @@ func TestKohyaHashesAndUnknownKeys(t *testing.T) {
 	}
 	f.Release()
 }
+
+// TestLoadLyCORISStyleFiles writes files by hand from the documented key names and
+// shapes (as sd-scripts and LyCORIS write them: F16 tensors, F16 scalar alphas, a conv
+// LoHa factor stored [r, in, k, k], LoKr with a full w1 and a low-rank w2, DoRA's
+// dora_scale [out, 1], IA3 with a bool on_input) and checks each loads as its kind and
+// merges into the model.
+func TestLoadLyCORISStyleFiles(t *testing.T) {
+	f16 := func(name string, shape ...int) safetensors.Tensor {
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		b := make([]byte, 2*n)
+		for i := 0; i < n; i++ {
+			binary.LittleEndian.PutUint16(b[2*i:], tensor.F32ToF16(0.01*float32(i%7-3)))
+		}
+		return safetensors.Tensor{Name: name, DType: safetensors.F16, Shape: shape, Data: b}
+	}
+	alpha := func(name string, v float32) safetensors.Tensor {
+		b := make([]byte, 2)
+		binary.LittleEndian.PutUint16(b, tensor.F32ToF16(v))
+		return safetensors.Tensor{Name: name, DType: safetensors.F16, Shape: []int{}, Data: b}
+	}
+	q, c := "lora_unet_attn_to_q", "lora_unet_resnets_0_conv1"
+	files := map[Kind][]safetensors.Tensor{
+		LoHa: {f16(q+".hada_w1_a", dim, 2), f16(q+".hada_w1_b", 2, dim), f16(q+".hada_w2_a", dim, 2), f16(q+".hada_w2_b", 2, dim), alpha(q+".alpha", 2),
+			f16(c+".hada_w1_a", 5, 2), f16(c+".hada_w1_b", 2, 3, 3, 3), f16(c+".hada_w2_a", 5, 2), f16(c+".hada_w2_b", 2, 3, 3, 3), alpha(c+".alpha", 1)},
+		LoKr: {f16(q+".lokr_w1", 3, 3), f16(q+".lokr_w2_a", 4, 2), f16(q+".lokr_w2_b", 2, 4), alpha(q+".alpha", 2)},
+		DoRA: {f16(q+".lora_down.weight", 2, dim), f16(q+".lora_up.weight", dim, 2), f16(q+".dora_scale", dim, 1), alpha(q+".alpha", 2)},
+		IA3:  {f16(q+".weight", dim), {Name: q + ".on_input", DType: safetensors.BOOL, Shape: []int{}, Data: []byte{0}}},
+	}
+	for kind, recs := range files {
+		t.Run(string(kind), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "x.safetensors")
+			if err := safetensors.Write(path, recs, map[string]string{"ss_network_module": "lycoris.kohya"}); err != nil {
+				t.Fatal(err)
+			}
+			f, _, err := Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Release()
+			for _, m := range f.Modules {
+				if m.Kind != kind {
+					t.Fatalf("%s loaded as %s", m.Key, m.Kind)
+				}
+			}
+			b := newBlock(9)
+			defer nn.ReleaseParams(b)
+			before := b.Q.Weight.Float32s()
+			mg, err := Merge(b, []Weighted{{f, 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if slices.Equal(before, b.Q.Weight.Float32s()) {
+				t.Fatal("merging changed nothing")
+			}
+			mg.Unmerge()
+		})
+	}
+}
