@@ -229,6 +229,12 @@ func detectFile(path string) (*sdModel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--model %s: %w", path, err)
 	}
+	return detectHeader(path, h)
+}
+
+// detectHeader is detectFile on a header already read.
+func detectHeader(path string, h *safetensors.Header) (*sdModel, error) {
+	var err error
 	shapes := map[string][]int{}
 	for _, t := range h.Tensors {
 		shapes[t.Name] = t.Shape

@@ -3,13 +3,20 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/difftune/difftune/internal/golden"
 	"github.com/difftune/difftune/internal/sdtest"
 	"github.com/difftune/difftune/nn"
+	"github.com/difftune/difftune/safetensors"
 	"github.com/difftune/difftune/tensor"
+	"github.com/difftune/difftune/unet"
+	"github.com/difftune/difftune/vae"
 )
 
 // TestLoadCheckpoints: the tiny SD model written as a diffusers folder and as a
@@ -197,3 +204,51 @@ func TestRefusals(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// manifestHeader is a header (F16, no data) with the key -> shape map of a golden
+// manifest of a real-size model.
+func manifestHeader(t *testing.T, name string) *safetensors.Header {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(golden.Dir(t), "manifests", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string][]int
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	h := &safetensors.Header{}
+	for k, s := range m {
+		dt := safetensors.F16
+		if strings.HasSuffix(k, "position_ids") {
+			dt = safetensors.I64
+		}
+		h.Tensors = append(h.Tensors, safetensors.TensorInfo{Name: k, DType: dt, Shape: s})
+	}
+	return h
+}
+
+// TestDetectRealManifests: the real SD 1.5 single-file key set detects as SD 1.5 (the
+// sd15 UNet preset up to sample size, the sd VAE, CLIP ViT-L) with the issue's
+// description; the real SDXL UNet key set is refused as SDXL.
+func TestDetectRealManifests(t *testing.T) {
+	m, err := detectHeader("v1-5.safetensors", manifestHeader(t, "sd15_original_ldm.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "SD 1.x single-file checkpoint: UNet 860M (F16), VAE, CLIP ViT-L text encoder"; m.describe() != want {
+		t.Errorf("description %q, want %q", m.describe(), want)
+	}
+	if !reflect.DeepEqual(m.unet, unet.Presets["sd15"].Config) || !reflect.DeepEqual(m.vae, vae.Presets["sd"].Config) {
+		t.Errorf("configs:\n%+v\n%+v", m.unet, m.vae)
+	}
+	if c := m.text; c.HiddenSize != 768 || c.NumHiddenLayers != 12 || c.NumAttentionHeads != 12 || c.VocabSize != 49408 || c.HiddenAct != "quick_gelu" {
+		t.Errorf("text config %+v", c)
+	}
+	if info := m.info(); info != (Info{Size: 512, Multiple: 64}) || m.sched.PredictionType != "epsilon" {
+		t.Errorf("geometry %+v, %s", info, m.sched.PredictionType)
+	}
+	if _, err := detectHeader("xl.safetensors", manifestHeader(t, "sdxl_base_unet.json")); err == nil || !strings.Contains(err.Error(), "SDXL") {
+		t.Errorf("SDXL UNet: %v", err)
+	}
+}

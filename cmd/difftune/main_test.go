@@ -8,7 +8,10 @@ import (
 	"testing"
 
 	"github.com/difftune/difftune/internal/golden"
+	"github.com/difftune/difftune/internal/leakcheck"
 )
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // run executes the CLI in-process and returns its exit code, stdout and the error text.
 func run(args ...string) (int, string, string) {
