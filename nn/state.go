@@ -26,6 +26,19 @@ type LoadOptions struct {
 	AllowMissing, AllowUnexpected bool
 }
 
+// Source is what LoadFrom reads tensors from: a *safetensors.File, or a view of one
+// that renames keys (a single-file checkpoint seen under diffusers names).
+type Source interface {
+	// Path names the file in errors.
+	Path() string
+	// Names lists the tensor names.
+	Names() []string
+	// Info describes tensor name and reports whether the source has it.
+	Info(name string) (safetensors.TensorInfo, bool)
+	// Bytes returns the little-endian bytes of tensor name.
+	Bytes(name string) ([]byte, error)
+}
+
 // LoadFile loads the parameters of m from a safetensors file, checking that every
 // parameter has a key with the same shape and that the file has no other keys under
 // the prefix. Errors name the file and the keys, and say what to do.
@@ -35,6 +48,13 @@ func LoadFile(m Module, path string, o LoadOptions) error {
 		return err
 	}
 	defer f.Close()
+	return LoadFrom(m, f, o)
+}
+
+// LoadFrom is LoadFile on an open source. It copies what it keeps, so the source may
+// be closed afterwards.
+func LoadFrom(m Module, f Source, o LoadOptions) error {
+	path := f.Path()
 	ps := m.Params(o.Prefix)
 	want := make(map[string]bool, len(ps))
 	var missing []string

@@ -18,6 +18,7 @@ import (
 	"github.com/difftune/difftune/tensor"
 	"github.com/difftune/difftune/textenc"
 	"github.com/difftune/difftune/unet"
+	"github.com/difftune/difftune/vae"
 )
 
 // Cond is the conditioning of a batch, produced by Pipeline.Encode.
@@ -42,12 +43,30 @@ type Denoiser interface {
 	Predict(x *tensor.Tensor, t []float32, c Cond) (*tensor.Tensor, error)
 }
 
+// Tokenizer turns prompts into token id rows of one fixed length.
+type Tokenizer interface {
+	Encode(prompts []string) [][]int
+}
+
+// clipTokenizer drops CLIPTokenizer's truncation report.
+type clipTokenizer struct{ *textenc.CLIPTokenizer }
+
+func (t clipTokenizer) Encode(prompts []string) [][]int {
+	ids, _ := t.CLIPTokenizer.Encode(prompts)
+	return ids
+}
+
 // Pipeline is a loaded text-to-image model.
 type Pipeline struct {
-	Name      string
-	Denoiser  Denoiser
-	Tokenizer textenc.ByteTokenizer
-	Text      *textenc.CLIPText
+	Name string
+	// Description says what was loaded, for the CLI to print ("SD 1.x single-file
+	// checkpoint: UNet 860M (F16), VAE, CLIP ViT-L text encoder").
+	Description string
+	Denoiser    Denoiser
+	Tokenizer   Tokenizer
+	Text        *textenc.CLIPText
+	// VAE maps images to the denoiser's latents and back; nil in pixel space.
+	VAE *vae.AutoencoderKL
 	// ClipSkip selects the text encoder layer (0 or 1: the last).
 	ClipSkip int
 	// Scheduler is the noise schedule the model was trained with.
@@ -71,13 +90,18 @@ type Info struct {
 	Fixed          bool // only Size×Size images (DiT's learned grid)
 }
 
-// Describe returns the geometry of a preset, or an error listing the presets.
+// Describe returns the image geometry of a preset, a diffusers folder or a single-file
+// checkpoint without loading weights (configs and safetensors headers only). It
+// fails as Load does for a model it cannot load, naming what it found.
 func Describe(model string) (Info, error) {
-	if _, ok := Presets[model]; !ok {
-		return Info{}, fmt.Errorf("--model %q: not a preset; the models available are %s (diffusers folders and single-file checkpoints are not supported yet)",
-			model, strings.Join(PresetNames(), ", "))
+	if _, ok := Presets[model]; ok {
+		return Info{Size: 32, Multiple: 8, Fixed: model == "tiny-dit"}, nil
 	}
-	return Info{Size: 32, Multiple: 8, Fixed: model == "tiny-dit"}, nil
+	m, err := detect(model, Options{})
+	if err != nil {
+		return Info{}, err
+	}
+	return m.info(), nil
 }
 
 // PresetNames returns the preset names, sorted.
@@ -90,19 +114,19 @@ func PresetNames() []string {
 	return out
 }
 
-// Load builds the pipeline named model. It returns an error listing the presets for an
-// unknown name (checkpoint files and folders are not loadable yet).
-func Load(model string) (*Pipeline, error) {
-	if _, err := Describe(model); err != nil {
-		return nil, err
-	}
+// Load builds the pipeline of model: a preset name, a diffusers folder, or a
+// single-file Stable Diffusion 1.x/2.x checkpoint (see LoadWith).
+func Load(model string) (*Pipeline, error) { return LoadWith(model, Options{}) }
+
+// loadPreset builds a tiny pixel-space pipeline.
+func loadPreset(model string) (*Pipeline, error) {
 	const seed = 1
 	text, err := textenc.NewCLIPText(textenc.TinyCLIPConfig(), rand.New(rand.NewPCG(seed, 7)), false)
 	if err != nil {
 		return nil, err
 	}
 	nn.SetTrainable(text, false)
-	p := &Pipeline{Name: model, Tokenizer: textenc.ByteTokenizer{Length: textenc.TinyCLIPConfig().MaxPositionEmbeddings}, Text: text,
+	p := &Pipeline{Name: model, Description: model + ": " + Presets[model], Tokenizer: textenc.ByteTokenizer{Length: textenc.TinyCLIPConfig().MaxPositionEmbeddings}, Text: text,
 		Channels: 3, Factor: 1, Size: 32, Multiple: 8,
 		Scheduler: sampler.Config{NumTrainTimesteps: 1000, BetaStart: 1e-4, BetaEnd: 0.02, BetaSchedule: "linear", PredictionType: "epsilon"}}
 	switch model {
@@ -150,13 +174,19 @@ func fillZeroWeights(m nn.Module, rng *rand.Rand) {
 }
 
 // Release frees the pipeline's weights.
+// It accepts a partly built pipeline (a failed load).
 func (p *Pipeline) Release() {
 	if r, ok := p.Denoiser.(interface{ Release() }); ok {
 		r.Release() // models with buffers outside Params (position tables)
-	} else {
+	} else if p.Denoiser != nil {
 		nn.ReleaseParams(p.Denoiser)
 	}
-	nn.ReleaseParams(p.Text)
+	if p.Text != nil {
+		nn.ReleaseParams(p.Text)
+	}
+	if p.VAE != nil {
+		nn.ReleaseParams(p.VAE)
+	}
 }
 
 // Encode turns prompts into conditioning, without recording gradients.
@@ -254,8 +284,31 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) ([]*image.RGBA, er
 	if err != nil {
 		return nil, err
 	}
-	defer x.Release()
-	return sampler.ToImages(x)
+	img := p.DecodeLatents(x)
+	x.Release()
+	defer img.Release()
+	return sampler.ToImages(img)
+}
+
+// EncodeImages maps images [N, 3, H, W] in [-1, 1] to the denoiser's input space:
+// the VAE's scaled latents (the distribution's mean) [N, 4, H/8, W/8], or a copy of
+// the images in pixel space. The result carries no graph.
+func (p *Pipeline) EncodeImages(img *tensor.Tensor) *tensor.Tensor {
+	if p.VAE == nil {
+		return img.Clone()
+	}
+	return p.VAE.EncodeLatents(img, nil)
+}
+
+// DecodeLatents maps the denoiser's latents back to images in [-1, 1] (a copy in
+// pixel space), without recording gradients.
+func (p *Pipeline) DecodeLatents(x *tensor.Tensor) *tensor.Tensor {
+	if p.VAE == nil {
+		return x.Clone()
+	}
+	var out *tensor.Tensor
+	tensor.NoGrad(func() { out = p.VAE.DecodeLatents(x) })
+	return out
 }
 
 // predict runs the denoiser and keeps the first Channels output channels (learned-

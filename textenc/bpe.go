@@ -46,7 +46,11 @@ var clipPattern = regexp.MustCompile(`<\|startoftext\|>|<\|endoftext\|>|'s|'t|'r
 func LoadCLIPTokenizer(dir string) (*CLIPTokenizer, error) {
 	vocabPath, mergesPath := filepath.Join(dir, "vocab.json"), filepath.Join(dir, "merges.txt")
 	if _, err := os.Stat(vocabPath); err == nil {
-		return loadHF(vocabPath, mergesPath)
+		t, err := loadHF(vocabPath, mergesPath)
+		if err != nil {
+			return nil, err
+		}
+		return t, t.readPad(filepath.Join(dir, "special_tokens_map.json"))
 	}
 	gz := filepath.Join(dir, "bpe_simple_vocab_16e6.txt.gz")
 	if _, err := os.Stat(gz); err == nil {
@@ -54,6 +58,43 @@ func LoadCLIPTokenizer(dir string) (*CLIPTokenizer, error) {
 	}
 	return nil, fmt.Errorf("tokenizer folder %s has neither vocab.json + merges.txt nor bpe_simple_vocab_16e6.txt.gz; "+
 		"copy the tokenizer/ folder of the model's diffusers release (e.g. stable-diffusion-v1-5/tokenizer) there, or pass --tokenizer DIR", dir)
+}
+
+// readPad sets PadID from the pad_token of a Hugging Face special_tokens_map.json
+// ("<|endoftext|>" for SD 1.x, "!" for SD 2.x's OpenCLIP tokenizer). A missing file
+// leaves the end token.
+func (t *CLIPTokenizer) readPad(path string) error {
+	raw, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("read tokenizer special tokens: %w", err)
+	}
+	var m struct {
+		Pad json.RawMessage `json:"pad_token"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if len(m.Pad) == 0 || string(m.Pad) == "null" {
+		return nil
+	}
+	var pad string
+	if json.Unmarshal(m.Pad, &pad) != nil {
+		var obj struct {
+			Content string `json:"content"`
+		}
+		if err := json.Unmarshal(m.Pad, &obj); err != nil {
+			return fmt.Errorf("%s: pad_token %s is neither a string nor {\"content\": ...}", path, m.Pad)
+		}
+		pad = obj.Content
+	}
+	id, ok := t.vocab[pad]
+	if !ok {
+		return fmt.Errorf("%s: pad_token %q is not in the vocabulary", path, pad)
+	}
+	t.PadID = id
+	return nil
 }
 
 func loadHF(vocabPath, mergesPath string) (*CLIPTokenizer, error) {

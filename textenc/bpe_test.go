@@ -68,3 +68,40 @@ func TestCLIPTokenizerMissingFiles(t *testing.T) {
 		t.Fatalf("missing tokenizer: %v", err)
 	}
 }
+
+// TestCLIPTokenizerPadToken: special_tokens_map.json's pad_token sets PadID — the end
+// token for SD 1.x (the golden folder's map), "!" (id 0) for SD 2.x's tokenizer folder;
+// an unknown pad token is an error naming the file.
+func TestCLIPTokenizerPadToken(t *testing.T) {
+	src := filepath.Join(golden.Dir(t), "clip_text", "tokenizer")
+	hf, err := LoadCLIPTokenizer(src)
+	if err != nil || hf.PadID != 49407 {
+		t.Fatalf("SD 1.x map: pad %d, %v", hf.PadID, err)
+	}
+	for _, c := range []struct {
+		pad  string
+		id   int
+		fail bool
+	}{{`"!"`, 0, false}, {`{"content": "!", "lstrip": false}`, 0, false}, {`"<nope>"`, 0, true}} {
+		dir := t.TempDir()
+		for _, f := range []string{"vocab.json", "merges.txt"} {
+			b, err := os.ReadFile(filepath.Join(src, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, "special_tokens_map.json"), []byte(`{"pad_token": `+c.pad+`}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := LoadCLIPTokenizer(dir)
+		switch {
+		case c.fail && (err == nil || !strings.Contains(err.Error(), "special_tokens_map.json")):
+			t.Errorf("pad %s: %v", c.pad, err)
+		case !c.fail && (err != nil || tok.PadID != c.id):
+			t.Errorf("pad %s: %v", c.pad, err)
+		}
+	}
+}

@@ -2,6 +2,9 @@
 // text transformer (Hugging Face CLIPTextModel names, "text_model.*"), and a byte-level
 // tokenizer that needs no vocabulary file, used by the tiny test pipelines.
 //
-// The CLIP byte-pair tokenizer that reads vocab.json and merges.txt, and the single-file
-// (openai / LDM) names, come with real checkpoints in a later change.
+// CLIPTokenizer is CLIP's byte-pair tokenizer (vocab.json + merges.txt, or openai's
+// bpe gzip file). Single-file Stable Diffusion checkpoints name the text encoder
+// under LDMPrefix (SD 1.x: Hugging Face names follow) or OpenCLIPPrefix (SD 2.x:
+// OpenCLIPToHF maps the names, splitting the fused in_proj), and DetectCLIPConfig
+// reads the architecture from the shapes.
 package textenc

@@ -34,7 +34,7 @@ func PlanMemory(w io.Writer, model string, c adapters.Config, targets adapters.T
 		if form == c.Form {
 			fmt.Fprintf(w, "  adapters: %s\n", set.Summary())
 		}
-		imgs := tensor.Zeros(batch, p.Channels, height, width)
+		imgs := tensor.Zeros(batch, p.Channels, height/p.Factor, width/p.Factor) // latents in a VAE pipeline
 		cond, err := p.Encode(make([]string, batch))
 		if err != nil {
 			set.Remove()

@@ -101,6 +101,9 @@ func Run(ctx context.Context, src Source, o RunOptions) (Result, error) {
 		return Result{}, err
 	}
 	defer p.Release()
+	if p.VAE != nil { // Micro takes pixel-space images; latents need p.EncodeImages first
+		return Result{}, fmt.Errorf("--model %s: %s: training a latent-space checkpoint is not wired yet (its images must go through the VAE); train a preset, or sample with this model", o.Model, p.Description)
+	}
 	set, err := adapters.Inject(p.Denoiser, o.Adapter, o.Targets)
 	if err != nil {
 		return Result{}, err

@@ -130,3 +130,44 @@ func TestLoadConfigErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestDetectLDMConfig: the SD 1.5 single-file VAE keys (first_stage_model.* of the
+// golden manifest) detect to the sd preset; a two-level variant detects with its own
+// channels and depth; a missing key is named.
+func TestDetectLDMConfig(t *testing.T) {
+	ldm := map[string][]int{}
+	for k, s := range parity.Manifest(t, "sd15_original_ldm.json") {
+		if strings.HasPrefix(k, LDMPrefix) {
+			ldm[k] = s
+		}
+	}
+	got, err := DetectLDMConfig(ldm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := Presets["sd"].Config; !reflect.DeepEqual(got, want) {
+		t.Fatalf("detected\n%+v\nwant the sd preset\n%+v", got, want)
+	}
+	small := Presets["sd"].Config.clone()
+	small.BlockOutChannels, small.LayersPerBlock = []int{32, 64}, 1
+	small.DownBlockTypes, small.UpBlockTypes = small.DownBlockTypes[:2], small.UpBlockTypes[:2]
+	shapes, err := ParamShapes(small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := DiffusersToLDM(small, keysOf(shapes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := map[string][]int{}
+	for k, s := range shapes {
+		file[names[k]] = LDMShape(k, s)
+	}
+	if got, err := DetectLDMConfig(file); err != nil || !reflect.DeepEqual(got, small) {
+		t.Fatalf("two levels: %+v, %v", got, err)
+	}
+	delete(file, LDMPrefix+"decoder.up.1.block.1.conv2.weight")
+	if _, err := DetectLDMConfig(file); err == nil || !strings.Contains(err.Error(), "decoder.up.1.block.1.conv2.weight") {
+		t.Fatalf("missing key: %v", err)
+	}
+}

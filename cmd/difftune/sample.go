@@ -17,6 +17,7 @@ import (
 func newSampleCmd() *cobra.Command {
 	var o struct {
 		req           pipeline.Request
+		load          pipeline.Options
 		model         string
 		loras         []string
 		size          string
@@ -30,11 +31,13 @@ func newSampleCmd() *cobra.Command {
 run), writing PNGs with an A1111-style "parameters" text chunk and, for several images, a grid.
 The same seed gives byte-identical images on every run and machine.`,
 		Example: `  difftune sample --model tiny-unet --prompt "a red circle" --n 4 --seed 1 --out ./samples
+  difftune sample --model ./stable-diffusion-v1-5 --prompt "a lighthouse at dusk" --out lighthouse.png
+  difftune sample --model v1-5-pruned-emaonly.safetensors --tokenizer ./stable-diffusion-v1-5/tokenizer --prompt "a cat"
   difftune sample --model tiny-dit --prompt "a red circle" --lora ./my-style/my-style.safetensors:0.8 --out circle.png`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.model == "" {
-				return usagef("--model is required: one of %s", strings.Join(pipeline.PresetNames(), ", "))
+				return usagef("--model is required: one of %s, a diffusers folder or a .safetensors checkpoint", strings.Join(pipeline.PresetNames(), ", "))
 			}
 			if o.req.Prompt == "" {
 				return usagef("--prompt is required")
@@ -53,11 +56,12 @@ The same seed gives byte-identical images on every run and machine.`,
 					return usagef("--size %q: want WxH, e.g. 512x512", o.size)
 				}
 			}
-			p, err := pipeline.Load(o.model)
+			p, err := pipeline.LoadWith(o.model, o.load)
 			if err != nil {
 				return usageError{err}
 			}
 			defer p.Release()
+			fmt.Fprintln(cmd.ErrOrStderr(), p.Description)
 			if o.req.Width != 0 || o.req.Height != 0 {
 				if err := p.CheckSize(o.req.Width, o.req.Height); err != nil {
 					return usagef("--%v", err)
@@ -94,7 +98,10 @@ The same seed gives byte-identical images on every run and machine.`,
 	f := cmd.Flags()
 	f.StringVar(&o.req.Prompt, "prompt", "", "what to draw")
 	f.StringVar(&o.req.Negative, "negative", "", "negative prompt (the unconditional branch of guidance)")
-	f.StringVar(&o.model, "model", "", "model: "+strings.Join(pipeline.PresetNames(), ", "))
+	f.StringVar(&o.model, "model", "", "model: "+strings.Join(pipeline.PresetNames(), ", ")+", a diffusers folder, or a single-file SD 1.x/2.x .safetensors")
+	f.StringVar(&o.load.Tokenizer, "tokenizer", "", "folder with vocab.json and merges.txt (needed by single-file checkpoints: the model's diffusers tokenizer/ folder)")
+	f.IntVar(&o.load.ClipSkip, "clip-skip", 0, "condition on the text encoder's k-th last layer (0 or 1: the last; 2: the penultimate)")
+	f.StringVar(&o.load.PredictionType, "prediction", "", "override what the model predicts: epsilon or v_prediction (SD 2.x single files default to v_prediction)")
 	f.StringArrayVar(&o.loras, "lora", nil, "adapter file FILE[:WEIGHT], repeatable")
 	f.StringVar(&o.req.Sampler, "sampler", "euler_a", "sampler: ddim, euler, euler_a, dpmpp_2m, dpmpp_2m_karras, heun, ...")
 	f.IntVar(&o.req.Steps, "steps", 20, "sampling steps")

@@ -8,16 +8,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/difftune/difftune/internal/leakcheck"
 )
 
 // TestMain lets the test binary act as the difftune command (DIFFTUNE_TEST_MAIN=1), so
-// that a test can run it as a process and send it signals.
+// that a test can run it as a process and send it signals; otherwise it runs the
+// tests under the leak check.
 func TestMain(m *testing.M) {
 	if os.Getenv("DIFFTUNE_TEST_MAIN") == "1" {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	leakcheck.Main(m)
 }
 
 // TestSIGINTSavesResumableState interrupts a training process with SIGINT while it is
