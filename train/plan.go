@@ -12,8 +12,8 @@ import (
 // PlanMemory runs one training forward per adapter form on a batch of the given
 // image shape and reports the bytes each saves for backward (and the adapted module
 // and parameter counts), without training: what --dry-run prints.
-func PlanMemory(w io.Writer, model string, c adapters.Config, targets adapters.Targets, batch, height, width int) error {
-	p, err := pipeline.Load(model)
+func PlanMemory(w io.Writer, model string, lo pipeline.Options, c adapters.Config, targets adapters.Targets, batch, height, width int) error {
+	p, err := pipeline.LoadWith(model, lo)
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,8 @@ type Source interface {
 
 // RunOptions describe a training run.
 type RunOptions struct {
-	Model   string // a pipeline preset
+	Model   string           // a pipeline preset, diffusers folder or single-file checkpoint
+	Load    pipeline.Options // tokenizer folder, clip skip, prediction type
 	Adapter adapters.Config
 	Targets adapters.Targets
 	Train   Config
@@ -96,14 +97,11 @@ func Run(ctx context.Context, src Source, o RunOptions) (Result, error) {
 	if err := os.MkdirAll(filepath.Join(o.Out, "state"), 0o755); err != nil {
 		return Result{}, fmt.Errorf("create output folder: %w", err)
 	}
-	p, err := pipeline.Load(o.Model)
+	p, err := pipeline.LoadWith(o.Model, o.Load)
 	if err != nil {
 		return Result{}, err
 	}
 	defer p.Release()
-	if p.VAE != nil { // Micro takes pixel-space images; latents need p.EncodeImages first
-		return Result{}, fmt.Errorf("--model %s: %s: training a latent-space checkpoint is not wired yet (its images must go through the VAE); train a preset, or sample with this model", o.Model, p.Description)
-	}
 	set, err := adapters.Inject(p.Denoiser, o.Adapter, o.Targets)
 	if err != nil {
 		return Result{}, err

@@ -115,3 +115,30 @@ func TestSampleCheckpoints(t *testing.T) {
 		t.Error("a refused run wrote an image")
 	}
 }
+
+// TestTrainCheckpoint trains a few steps on the tiny SD model (a single-file
+// checkpoint with a tokenizer folder): images go through the VAE into latents, the
+// adapter file is written and samples with it.
+func TestTrainCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	m := sdtest.New(t, "quick_gelu")
+	file := m.SingleFile(t, filepath.Join(dir, "tiny-sd.safetensors"), nil)
+	tok := sdtest.Tokenizer(t, filepath.Join(dir, "tokenizer"))
+	ds := filepath.Join(dir, "shapes")
+	os.Mkdir(ds, 0o755)
+	writeDataset(t, ds)
+	out := filepath.Join(dir, "out")
+	code, stdout, msg := run("train", ds, "--model", file, "--tokenizer", tok, "--resolution", "64", "--steps", "3", "--batch", "2",
+		"--out", out, "--name", "style")
+	if code != 0 {
+		t.Fatalf("train: exit %d: %s", code, msg)
+	}
+	if !strings.Contains(stdout, "style.safetensors") {
+		t.Fatalf("output %q", stdout)
+	}
+	code, _, msg = run("sample", "--model", file, "--tokenizer", tok, "--prompt", "a red circle", "--steps", "2", "--size", "64x64",
+		"--lora", filepath.Join(out, "style.safetensors"), "--out", filepath.Join(dir, "s.png"))
+	if code != 0 {
+		t.Fatalf("sample with the trained adapter: %s", msg)
+	}
+}

@@ -39,6 +39,7 @@ type trainOptions struct {
 	samplePrompts, sampler, precision     string
 	format                                string
 	resume, dryRun                        bool
+	load                                  pipeline.Options
 }
 
 func newTrainCmd() *cobra.Command {
@@ -116,6 +117,9 @@ Any flag may also be set in a TOML file given with --config (flags on the comman
 	f.StringVar(&o.format, "save-format", "kohya", "adapter file naming: kohya or peft")
 	f.BoolVar(&o.resume, "resume", false, "continue the run saved in --out")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the dataset summary, buckets, adapted modules and memory plan, and exit")
+	f.StringVar(&o.load.Tokenizer, "tokenizer", "", "folder with vocab.json and merges.txt (needed for single-file checkpoints)")
+	f.IntVar(&o.load.ClipSkip, "clip-skip", 0, "text encoder layer: 0 or 1 the last, 2 the penultimate")
+	f.StringVar(&o.load.PredictionType, "prediction", "", "override the model's prediction type: epsilon, v_prediction")
 	return cmd
 }
 
@@ -174,7 +178,7 @@ func runTrain(cmd *cobra.Command, dir string, o *trainOptions) error {
 	if o.dryRun {
 		fmt.Fprintln(out, sum.Text(o.batch))
 		b := loader.NextSamples()
-		return train.PlanMemory(out, o.model, ac, targets, len(b.Samples), b.Bucket.H, b.Bucket.W)
+		return train.PlanMemory(out, o.model, o.load, ac, targets, len(b.Samples), b.Bucket.H, b.Bucket.W)
 	}
 	steps := o.steps
 	if o.epochs > 0 {
@@ -199,7 +203,7 @@ func runTrain(cmd *cobra.Command, dir string, o *trainOptions) error {
 	defer stop()
 	bar := newProgress(cmd, steps, "training")
 	res, err := train.Run(ctx, &train.LoaderSource{L: loader}, train.RunOptions{
-		Model: o.model, Adapter: ac, Targets: targets, Train: o.run, Out: o.out, Name: o.name,
+		Model: o.model, Load: o.load, Adapter: ac, Targets: targets, Train: o.run, Out: o.out, Name: o.name,
 		SaveEvery: o.saveEvery, KeepLast: o.keepLast, SampleEvery: o.sampleEvery, SamplePrompts: prompts, Sampler: o.sampler,
 		SaveDType: dtype[o.precision], Format: adapters.Format(o.format), Resume: o.resume, Log: errw,
 		Progress: func(step, total int, loss, lr float64) { bar.step(step, total) },
