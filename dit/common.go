@@ -81,21 +81,12 @@ func adaLNChunks(mod *tensor.Tensor, n int) []*tensor.Tensor {
 // x is [N, T, D], shift and scale [N, 1, D].
 func modulate(norm *nn.LayerNorm, x, shift, scale *tensor.Tensor) *tensor.Tensor {
 	h := norm.Forward(x)
-	onePlus := tensor.AddScalar(scale, 1)
-	scaled := tensor.Mul(h, onePlus)
-	defer tensor.Release(h, onePlus, scaled)
-	return tensor.Add(scaled, shift)
+	defer h.Release()
+	return tensor.Modulate(h, shift, scale)
 }
 
 // gatedResidual returns x + gate·h (gate [N, 1, D], or nil for a plain residual).
-func gatedResidual(x, gate, h *tensor.Tensor) *tensor.Tensor {
-	if gate == nil {
-		return tensor.Add(x, h)
-	}
-	g := tensor.Mul(gate, h)
-	defer g.Release()
-	return tensor.Add(x, g)
-}
+func gatedResidual(x, gate, h *tensor.Tensor) *tensor.Tensor { return tensor.GatedAdd(x, gate, h) }
 
 // geluMLP returns l2(GELU(l1(x))) with the tanh-approximate GELU: DiT's MLP and
 // PixArt-α's caption projection, which differ only in their key names.

@@ -48,12 +48,7 @@ func (l *Linear) Forward(x *tensor.Tensor) *tensor.Tensor {
 
 // Plain applies the layer without its adapter.
 func (l *Linear) Plain(x *tensor.Tensor) *tensor.Tensor {
-	y := tensor.MatMul(x, l.Weight, false, true)
-	if l.Bias == nil {
-		return y
-	}
-	defer y.Release()
-	return tensor.Add(y, l.Bias)
+	return tensor.Linear(x, l.Weight, l.Bias)
 }
 
 // Conv2d is a 2-D convolution with square stride and zero padding. When an Adapter

@@ -240,6 +240,9 @@ const (
 func geluForward(out, x []float32, approxTanh bool) {
 	kernelCheckLen("geluForward", "out", len(out), len(x))
 	parallelFor(len(x), kernelGrain, func(lo, hi int) {
+		if approxTanh && geluUseFast {
+			lo += geluTanhFast(out[lo:hi], x[lo:hi])
+		}
 		var e [actBlock]float32
 		for b := lo; b < hi; b += actBlock {
 			xs := x[b:min(b+actBlock, hi)]
@@ -264,6 +267,10 @@ func geluForward(out, x []float32, approxTanh bool) {
 		}
 	})
 }
+
+// geluUseFast lets the tanh GELU kernels hand whole groups of 16 to the AVX-512
+// kernels (gelu_amd64.s) where the CPU has them; tests turn it off to compare.
+var geluUseFast = true
 
 // geluClamp clamps x to [−10, 10], leaving NaN as it is (cheaper than the builtin
 // min and max, which order NaN and signed zeros).
@@ -305,6 +312,9 @@ func geluBackward(dx, dout, x []float32, approxTanh bool) {
 	kernelCheckLen("geluBackward", "dx", len(dx), len(x))
 	kernelCheckLen("geluBackward", "dout", len(dout), len(x))
 	parallelFor(len(x), kernelGrain, func(lo, hi int) {
+		if approxTanh && geluUseFast {
+			lo += geluTanhBackwardFast(dx[lo:hi], dout[lo:hi], x[lo:hi])
+		}
 		var e [actBlock]float32
 		for b := lo; b < hi; b += actBlock {
 			xs := x[b:min(b+actBlock, hi)]

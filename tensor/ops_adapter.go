@@ -32,7 +32,7 @@ func LinearFn(x, bias *Tensor, params []*Tensor, weight func() *Tensor) *Tensor 
 	gemmAnyB(false, true, rows, out, in, xd, in, elemsOf(w), in, 0, y.Data(), out)
 	w.Release()
 	if bias != nil {
-		addRowBias(y.Data(), mustF32("LinearFn", bias), out)
+		addBiasRows(y.Data(), mustF32("LinearFn", bias), out)
 	}
 	inputs := append([]*Tensor{x, bias}, params...)
 	if !needsGrad(inputs...) {
@@ -52,7 +52,7 @@ func LinearFn(x, bias *Tensor, params []*Tensor, weight func() *Tensor) *Tensor 
 		}
 		done()
 		if db := dx(1); db != nil {
-			sumRows(db, dout, out)
+			biasGrad(db, dout, out)
 		}
 		if paramsWant && wg.node != nil {
 			g := newTensor(false, out, in)
@@ -130,7 +130,7 @@ func LoRARankR(x, w, bias, a, b *Tensor, s float32, p float64, seed uint64) *Ten
 	yd := y.Data()
 	gemmAnyB(false, true, rows, out, in, xd, in, we, in, 0, yd, out)
 	if bias != nil {
-		addRowBias(yd, mustF32("LoRARankR", bias), out)
+		addBiasRows(yd, mustF32("LoRARankR", bias), out)
 	}
 	// H = x̃·Aᵀ [rows, r]; y += s·H·Bᵀ.
 	h := loraH(xd, ad, rows, in, r, p, seed)
@@ -183,7 +183,7 @@ func LoRARankR(x, w, bias, a, b *Tensor, s float32, p float64, seed uint64) *Ten
 			}
 		}
 		if db := dx(2); db != nil {
-			sumRows(db, dout, out)
+			biasGrad(db, dout, out)
 		}
 	})
 	return y
@@ -256,23 +256,6 @@ func dropoutKernel(dst, src []float32, p float64, seed uint64, accumulate bool) 
 			}
 		}
 	})
-}
-
-// addRowBias adds bias [n] to every row of y [rows, n].
-func addRowBias(y, bias []float32, n int) {
-	for r := 0; r < len(y); r += n {
-		row := y[r : r+n]
-		for j := range row {
-			row[j] += bias[j]
-		}
-	}
-}
-
-// sumRows accumulates the column sums of g [rows, n] into db [n].
-func sumRows(db, g []float32, n int) {
-	for r := 0; r < len(g); r += n {
-		add(db, g[r:r+n])
-	}
 }
 
 func checkLeaves(op string, params []*Tensor) {

@@ -126,3 +126,80 @@ func gemmAnyB(transA, transB bool, m, n, k int, a []float32, lda int, b elems, l
 	}
 	GemmB16(transA, transB, m, n, k, 1, a, lda, b.st.u16[b.off:b.off+b.n], b.st.dtype == BF16, ldb, beta, c, ldc)
 }
+
+// Linear returns x·wᵀ + bias for x [..., in] (at least 2-D), w [out, in] (F32, BF16 or F16) and bias
+// [out] or nil. It is MatMul(x, w, false, true) followed by Add(·, bias) as one op:
+// the bias is added in place after the GEMM and its gradient is the column sums of
+// dY, so the results are those of the two ops without the second output or the
+// gradient copy between them. It panics, naming the shapes, when they do not fit.
+//
+// Backward saves x only if w needs a gradient and w only if x needs one.
+func Linear(x, w, bias *Tensor) *Tensor {
+	if x.Rank() < 2 || w.Rank() != 2 || x.Dim(-1) != w.Dim(1) || (bias != nil && (bias.Rank() != 1 || bias.Dim(0) != w.Dim(0))) {
+		var bs []int
+		if bias != nil {
+			bs = bias.shape
+		}
+		panic(fmt.Sprintf("tensor.Linear: input %v, weight %v, bias %v", x.shape, w.shape, bs))
+	}
+	out, in := w.shape[0], w.shape[1]
+	rows := x.Len() / max(in, 1)
+	if rows == 0 || out == 0 || in == 0 {
+		// Empty products: the two ops themselves.
+		y := MatMul(x, w, false, true)
+		if bias == nil {
+			return y
+		}
+		defer y.Release()
+		return Add(y, bias)
+	}
+	xd := mustF32("Linear", x)
+	var bd []float32
+	if bias != nil {
+		bd = mustF32("Linear", bias)
+	}
+	shape := append(slices.Clone(x.shape[:x.Rank()-1]), out)
+	y := newTensor(false, shape...)
+	yd, we := y.Data(), elemsOf(w)
+	gemmAnyB(false, true, rows, out, in, xd, in, we, in, 0, yd, out)
+	if bd != nil {
+		addBiasRows(yd, bd, out)
+	}
+	if !needsGrad(x, w, bias) {
+		return y
+	}
+	var saved []*Tensor
+	if wants(w) {
+		saved = append(saved, x)
+	}
+	if wants(x) {
+		saved = append(saved, w)
+	}
+	record(y, "Linear", []*Tensor{x, w, bias}, saved, func(dout []float32, dx gradFn) {
+		if d := dx(0); d != nil { // dX[rows, in] += dY · W
+			gemmAnyB(false, false, rows, in, out, dout, out, we, in, 1, d, in)
+		}
+		if dw := dx(1); dw != nil { // dW[out, in] += dYᵀ · X
+			Gemm(true, false, out, in, rows, 1, dout, out, xd, in, 1, dw, in)
+		}
+		if db := dx(2); db != nil {
+			biasGrad(db, dout, out)
+		}
+	})
+	return y
+}
+
+// addBiasRows adds bias [n] to every row of y [rows, n] (y[r, j] + bias[j], as Add
+// rounds it), in parallel over rows.
+func addBiasRows(y, bias []float32, n int) {
+	parallelRows(len(y)/n, n, func(r, lo, hi int) {
+		row := y[r*n+lo : r*n+hi]
+		addRow(row, row, bias[lo:hi], 1, 1)
+	})
+}
+
+// biasGrad accumulates the column sums of dy [rows, n] into db [n], summed in float64
+// as Add's backward reduces a broadcast bias.
+func biasGrad(db, dy []float32, n int) {
+	gradReduce(db, dy, nil, []int{len(dy) / n, n}, []int{n}, nil, 1)
+}
