@@ -27,7 +27,7 @@ type Plan struct {
 // Plans are the three models of the paper's comparison.
 var Plans = []Plan{
 	{Model: "llama-1b", Batch: 8, Depth: 16, Fit: [2]int{32, 64}, Check: 128, Tokens: []int{256, 512, 1024, 2048, 4096, 8192, 16384}},
-	{Model: "dit-xl-2", Batch: 1, Depth: 28, Fit: [2]int{64, 256}, Check: 2304, Tokens: []int{256, 1024, 4096}},
+	{Model: "dit-xl-2", Batch: 1, Depth: 28, Fit: [2]int{256, 1024}, Check: 2304, Tokens: []int{256, 1024, 4096}},
 	{Model: "sd15", Batch: 1, Fit: [2]int{256, 576}, Check: 1024, Tokens: []int{1024, 4096}},
 }
 
