@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/difftune/difftune/adapters"
+	"github.com/difftune/difftune/data"
 	"github.com/difftune/difftune/internal/atomicfile"
 	"github.com/difftune/difftune/pipeline"
 	"github.com/difftune/difftune/tensor"
@@ -53,6 +54,22 @@ type RunOptions struct {
 	Progress func(step, total int, loss, lr float64)
 	// Metadata is added to every saved adapter (ss_* training record, modelspec.*).
 	Metadata map[string]string
+	// CacheDir holds the latent cache of a latent-space model ("" : no cache).
+	CacheDir string
+}
+
+// encoderIdentity names the latent encoder for cache keys: the model's path with the
+// size and modification time of its files, and what the pipeline detected, so that a
+// changed checkpoint misses.
+func encoderIdentity(model string, p *pipeline.Pipeline) string {
+	id := model + "|" + p.Description
+	filepath.Walk(model, func(path string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() && strings.HasSuffix(path, ".safetensors") {
+			id += fmt.Sprintf("|%s:%d:%d", filepath.Base(path), info.Size(), info.ModTime().UnixNano())
+		}
+		return nil
+	})
+	return id
 }
 
 // ErrInterrupted is returned when the context was cancelled (Ctrl-C): the resumable
@@ -102,6 +119,13 @@ func Run(ctx context.Context, src Source, o RunOptions) (Result, error) {
 		return Result{}, err
 	}
 	defer p.Release()
+	if ls, ok := src.(*LoaderSource); ok && p.VAE != nil && o.CacheDir != "" {
+		cache, err := data.OpenCache(o.CacheDir)
+		if err != nil {
+			return Result{}, err
+		}
+		ls.Cache, ls.Encode, ls.Encoder = cache, p.EncodeImages, encoderIdentity(o.Model, p)
+	}
 	set, err := adapters.Inject(p.Denoiser, o.Adapter, o.Targets)
 	if err != nil {
 		return Result{}, err

@@ -89,14 +89,16 @@ func (t *Trainer) LR() float64 {
 	return LRAt(c.LR, c.LRSchedule, t.Step, c.Steps, c.Warmup, c.Cycles)
 }
 
-// Micro runs one micro-batch: images [B, 3, H, W] in [-1, 1] with their captions
-// (a latent-space pipeline encodes them with its VAE first). It adds the gradients of
+// Micro runs one micro-batch: images [B, 3, H, W] in [-1, 1] with their captions (a
+// latent-space pipeline encodes them with its VAE first, unless they are latents). It adds the gradients of
 // loss/GradAccum and, on the last micro-batch of a step, clips, updates and advances
 // Step. It returns the unweighted mean loss.
 func (t *Trainer) Micro(pixels *tensor.Tensor, captions []string) (float64, error) {
-	var images *tensor.Tensor
-	tensor.NoGrad(func() { images = t.p.EncodeImages(pixels) }) // latents, or a copy in pixel space
-	defer images.Release()
+	images := pixels // pixel space, or latents already encoded (and cached) by the source
+	if t.p.VAE != nil && pixels.Dim(1) != t.p.Channels {
+		tensor.NoGrad(func() { images = t.p.EncodeImages(pixels) })
+		defer images.Release()
+	}
 	b := images.Dim(0)
 	if len(captions) != b {
 		return 0, fmt.Errorf("train: %d captions for %d images", len(captions), b)

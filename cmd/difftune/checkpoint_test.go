@@ -136,6 +136,14 @@ func TestTrainCheckpoint(t *testing.T) {
 	if !strings.Contains(stdout, "style.safetensors") {
 		t.Fatalf("output %q", stdout)
 	}
+	// The latents of the 3 steps × 2 samples were cached, one file per sample.
+	cached, _ := filepath.Glob(filepath.Join(out, "cache", "*", "*.safetensors"))
+	if len(cached) == 0 {
+		cached, _ = filepath.Glob(filepath.Join(out, "cache", "*.safetensors"))
+	}
+	if len(cached) == 0 || len(cached) > 6 {
+		t.Fatalf("%d cached latents, want 1..6", len(cached))
+	}
 	code, _, msg = run("sample", "--model", file, "--tokenizer", tok, "--prompt", "a red circle", "--steps", "2", "--size", "64x64",
 		"--lora", filepath.Join(out, "style.safetensors"), "--out", filepath.Join(dir, "s.png"))
 	if code != 0 {

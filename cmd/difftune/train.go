@@ -40,6 +40,7 @@ type trainOptions struct {
 	format                                string
 	resume, dryRun                        bool
 	load                                  pipeline.Options
+	cacheDir                              string
 }
 
 func newTrainCmd() *cobra.Command {
@@ -117,6 +118,7 @@ Any flag may also be set in a TOML file given with --config (flags on the comman
 	f.StringVar(&o.format, "save-format", "kohya", "adapter file naming: kohya or peft")
 	f.BoolVar(&o.resume, "resume", false, "continue the run saved in --out")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the dataset summary, buckets, adapted modules and memory plan, and exit")
+	f.StringVar(&o.cacheDir, "cache", "", "latent cache folder for checkpoint models (default <out>/cache; \"none\" disables it)")
 	f.StringVar(&o.load.Tokenizer, "tokenizer", "", "folder with vocab.json and merges.txt (needed for single-file checkpoints)")
 	f.IntVar(&o.load.ClipSkip, "clip-skip", 0, "text encoder layer: 0 or 1 the last, 2 the penultimate")
 	f.StringVar(&o.load.PredictionType, "prediction", "", "override the model's prediction type: epsilon, v_prediction")
@@ -180,6 +182,12 @@ func runTrain(cmd *cobra.Command, dir string, o *trainOptions) error {
 		b := loader.NextSamples()
 		return train.PlanMemory(out, o.model, o.load, ac, targets, len(b.Samples), b.Bucket.H, b.Bucket.W)
 	}
+	switch o.cacheDir {
+	case "":
+		o.cacheDir = filepath.Join(o.out, "cache")
+	case "none":
+		o.cacheDir = ""
+	}
 	steps := o.steps
 	if o.epochs > 0 {
 		steps = max(1, o.epochs*loader.BatchesPerEpoch()/max(1, o.run.GradAccum))
@@ -203,7 +211,7 @@ func runTrain(cmd *cobra.Command, dir string, o *trainOptions) error {
 	defer stop()
 	bar := newProgress(cmd, steps, "training")
 	res, err := train.Run(ctx, &train.LoaderSource{L: loader}, train.RunOptions{
-		Model: o.model, Load: o.load, Adapter: ac, Targets: targets, Train: o.run, Out: o.out, Name: o.name,
+		Model: o.model, Load: o.load, CacheDir: o.cacheDir, Adapter: ac, Targets: targets, Train: o.run, Out: o.out, Name: o.name,
 		SaveEvery: o.saveEvery, KeepLast: o.keepLast, SampleEvery: o.sampleEvery, SamplePrompts: prompts, Sampler: o.sampler,
 		SaveDType: dtype[o.precision], Format: adapters.Format(o.format), Resume: o.resume, Log: errw,
 		Progress: func(step, total int, loss, lr float64) { bar.step(step, total) },
