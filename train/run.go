@@ -119,12 +119,15 @@ func Run(ctx context.Context, src Source, o RunOptions) (Result, error) {
 		return Result{}, err
 	}
 	defer p.Release()
-	if ls, ok := src.(*LoaderSource); ok && p.VAE != nil && o.CacheDir != "" {
-		cache, err := data.OpenCache(o.CacheDir)
-		if err != nil {
+	var cache *data.Cache
+	if o.CacheDir != "" {
+		if cache, err = data.OpenCache(o.CacheDir); err != nil {
 			return Result{}, err
 		}
-		ls.Cache, ls.Encode, ls.Encoder = cache, p.EncodeImages, encoderIdentity(o.Model, p)
+	}
+	identity := encoderIdentity(o.Model, p)
+	if ls, ok := src.(*LoaderSource); ok && p.VAE != nil && cache != nil {
+		ls.Cache, ls.Encode, ls.Encoder = cache, p.EncodeImages, identity
 	}
 	set, err := adapters.Inject(p.Denoiser, o.Adapter, o.Targets)
 	if err != nil {
@@ -137,6 +140,9 @@ func Run(ctx context.Context, src Source, o RunOptions) (Result, error) {
 		return Result{}, err
 	}
 	defer tr.Release()
+	if cache != nil {
+		tr.TextCache, tr.TextEncoder = cache, fmt.Sprintf("%s|clip skip %d", identity, p.ClipSkip)
+	}
 	statePath := filepath.Join(o.Out, "state", "state.safetensors")
 	lossEMA := 0.0
 	var history []float64

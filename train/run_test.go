@@ -103,3 +103,39 @@ func TestRunOutputsAndInterruptResume(t *testing.T) {
 		t.Errorf("resumed train.jsonl has %d lines, want 6", strings.Count(string(raw), "\n"))
 	}
 }
+
+// TestTextCache: with a cache folder, captions are encoded once and read back; the
+// run is bit-identical to one without the cache.
+func TestTextCache(t *testing.T) {
+	imgs := batchImages()
+	defer imgs.Release()
+	dir := t.TempDir()
+	plain, cached := runOpts(filepath.Join(dir, "plain")), runOpts(filepath.Join(dir, "cached"))
+	plain.SampleEvery, cached.SampleEvery = 0, 0
+	plain.SamplePrompts, cached.SamplePrompts = nil, nil
+	cached.CacheDir = filepath.Join(dir, "cache")
+	if _, err := Run(context.Background(), &fixedSource{imgs: imgs}, plain); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), &fixedSource{imgs: imgs}, cached); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := filepath.Glob(filepath.Join(dir, "cache", "*", "*.safetensors"))
+	if len(entries) == 0 {
+		entries, _ = filepath.Glob(filepath.Join(dir, "cache", "*.safetensors"))
+	}
+	if len(entries) != 2 { // two distinct captions
+		t.Fatalf("%d cache entries, want 2", len(entries))
+	}
+	a, _, _ := adapters.Load(filepath.Join(dir, "plain", "style.safetensors"))
+	b, _, _ := adapters.Load(filepath.Join(dir, "cached", "style.safetensors"))
+	defer a.Release()
+	defer b.Release()
+	for i, m := range a.Modules {
+		for k, v := range m.Tensors {
+			if !slices.Equal(v.Float32s(), b.Modules[i].Tensors[k].Float32s()) {
+				t.Fatalf("%s.%s differs with the text cache", m.Key, k)
+			}
+		}
+	}
+}

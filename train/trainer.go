@@ -1,10 +1,13 @@
 package train
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math"
 
 	"github.com/difftune/difftune/adapters"
+	"github.com/difftune/difftune/data"
 	"github.com/difftune/difftune/pipeline"
 	"github.com/difftune/difftune/sampler"
 	"github.com/difftune/difftune/tensor"
@@ -43,6 +46,11 @@ type Trainer struct {
 	// rng draws timesteps and noise: a position-addressed stream, so its state is
 	// one number (see sampler.RNG).
 	rng *sampler.RNG
+	// TextCache, when set, keeps each caption's text-encoder output on disk under
+	// TextEncoder (the encoder's identity); the text encoder is frozen, so a caption
+	// seen before is read back instead of encoded.
+	TextCache   *data.Cache
+	TextEncoder string
 }
 
 // NewTrainer prepares training of set (already injected into p's denoiser).
@@ -103,7 +111,7 @@ func (t *Trainer) Micro(pixels *tensor.Tensor, captions []string) (float64, erro
 	if len(captions) != b {
 		return 0, fmt.Errorf("train: %d captions for %d images", len(captions), b)
 	}
-	cond, err := t.p.Encode(captions)
+	cond, err := t.encode(captions)
 	if err != nil {
 		return 0, err
 	}
@@ -236,4 +244,38 @@ func (t *Trainer) update() {
 	}
 	t.micro = 0
 	t.Step++
+}
+
+// encode returns the conditioning of captions, through TextCache when it is set:
+// one entry per caption, keyed by the caption's SHA-256 and the encoder's identity.
+func (t *Trainer) encode(captions []string) (pipeline.Cond, error) {
+	if t.TextCache == nil {
+		return t.p.Encode(captions)
+	}
+	hidden := make([]*tensor.Tensor, len(captions))
+	pooled := make([]*tensor.Tensor, len(captions))
+	defer func() { tensor.Release(hidden...); tensor.Release(pooled...) }()
+	for i, c := range captions {
+		sum := sha256.Sum256([]byte(c))
+		key := data.CacheKey{Hash: hex.EncodeToString(sum[:]), Encoder: "text|" + t.TextEncoder}
+		got, ok, err := t.TextCache.Get(key)
+		if err != nil {
+			return pipeline.Cond{}, err
+		}
+		if ok && got["hidden"] != nil && got["pooled"] != nil {
+			hidden[i], pooled[i] = got["hidden"], got["pooled"]
+			continue
+		}
+		tensor.Release(got["hidden"], got["pooled"])
+		one, err := t.p.Encode([]string{c})
+		if err != nil {
+			return pipeline.Cond{}, err
+		}
+		if err := t.TextCache.Put(key, map[string]*tensor.Tensor{"hidden": one.Hidden, "pooled": one.Pooled}); err != nil {
+			one.Release()
+			return pipeline.Cond{}, err
+		}
+		hidden[i], pooled[i] = one.Hidden, one.Pooled
+	}
+	return pipeline.Cond{Hidden: tensor.Concat(0, hidden...), Pooled: tensor.Concat(0, pooled...)}, nil
 }

@@ -118,7 +118,7 @@ Any flag may also be set in a TOML file given with --config (flags on the comman
 	f.StringVar(&o.format, "save-format", "kohya", "adapter file naming: kohya or peft")
 	f.BoolVar(&o.resume, "resume", false, "continue the run saved in --out")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the dataset summary, buckets, adapted modules and memory plan, and exit")
-	f.StringVar(&o.cacheDir, "cache", "", "latent cache folder for checkpoint models (default <out>/cache; \"none\" disables it)")
+	f.StringVar(&o.cacheDir, "cache", "", "cache folder for VAE latents and text-encoder outputs (default <out>/cache; \"none\" disables it)")
 	f.StringVar(&o.load.Tokenizer, "tokenizer", "", "folder with vocab.json and merges.txt (needed for single-file checkpoints)")
 	f.IntVar(&o.load.ClipSkip, "clip-skip", 0, "text encoder layer: 0 or 1 the last, 2 the penultimate")
 	f.StringVar(&o.load.PredictionType, "prediction", "", "override the model's prediction type: epsilon, v_prediction")
