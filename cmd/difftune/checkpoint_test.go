@@ -9,6 +9,7 @@ import (
 	"github.com/difftune/difftune/adapters"
 	"github.com/difftune/difftune/internal/sdtest"
 	"github.com/difftune/difftune/pipeline"
+	"github.com/difftune/difftune/safetensors"
 	"github.com/difftune/difftune/sampler"
 )
 
@@ -136,13 +137,27 @@ func TestTrainCheckpoint(t *testing.T) {
 	if !strings.Contains(stdout, "style.safetensors") {
 		t.Fatalf("output %q", stdout)
 	}
-	// The latents of the 3 steps × 2 samples were cached, one file per sample.
-	cached, _ := filepath.Glob(filepath.Join(out, "cache", "*", "*.safetensors"))
-	if len(cached) == 0 {
-		cached, _ = filepath.Glob(filepath.Join(out, "cache", "*.safetensors"))
+	// The latents of the 3 steps × 2 samples were cached, one file per sample, and
+	// the captions' text-encoder outputs, one file per distinct caption.
+	files, _ := filepath.Glob(filepath.Join(out, "cache", "*", "*.safetensors"))
+	more, _ := filepath.Glob(filepath.Join(out, "cache", "*.safetensors"))
+	var latents, texts int
+	for _, f := range append(files, more...) {
+		h, err := safetensors.ReadHeader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ti := range h.Tensors {
+			switch ti.Name {
+			case "latent":
+				latents++
+			case "hidden":
+				texts++
+			}
+		}
 	}
-	if len(cached) == 0 || len(cached) > 6 {
-		t.Fatalf("%d cached latents, want 1..6", len(cached))
+	if latents == 0 || latents > 6 || texts == 0 || texts > 4 {
+		t.Fatalf("%d cached latents (want 1..6) and %d cached captions (want 1..4)", latents, texts)
 	}
 	code, _, msg = run("sample", "--model", file, "--tokenizer", tok, "--prompt", "a red circle", "--steps", "2", "--size", "64x64",
 		"--lora", filepath.Join(out, "style.safetensors"), "--out", filepath.Join(dir, "s.png"))
