@@ -127,7 +127,7 @@ Any flag may also be set in a TOML file given with --config (flags on the comman
 
 func runTrain(cmd *cobra.Command, dir string, o *trainOptions) error {
 	if o.model == "" {
-		return usagef("--model is required (there is no built-in default model yet): one of %s", strings.Join(pipeline.PresetNames(), ", "))
+		return usagef("--model is required (there is no built-in default model yet): a preset (%s), a diffusers folder, or a single-file SD 1.x/2.x .safetensors checkpoint (with --tokenizer DIR)", strings.Join(pipeline.PresetNames(), ", "))
 	}
 	info, err := pipeline.Describe(o.model)
 	if err != nil {
