@@ -10,9 +10,10 @@ import (
 type builderMode int
 
 const (
-	modeZeros  builderMode = iota // placeholders to load into: zeros, norm weights one
+	modeZeros  builderMode = iota // zeros, norm weights one
 	modeRandom                    // PyTorch's default initialisation
 	modeShapes                    // no storage: one shared stub, shapes recorded
+	modePlaceholders              // tensor.Placeholder per parameter, for loading
 )
 
 // Builder makes the layers of a model. Only how parameters get storage differs
@@ -29,6 +30,10 @@ type Builder struct {
 // ZeroBuilder returns a Builder of placeholder parameters to load a checkpoint into
 // (LoadFile): weights and biases zero, norm weights one, all trainable.
 func ZeroBuilder() *Builder { return &Builder{mode: modeZeros} }
+
+// PlaceholderBuilder returns a Builder whose parameters are tensor.Placeholder: shapes
+// without storage, for a model that LoadFile fills straight from a checkpoint.
+func PlaceholderBuilder() *Builder { return &Builder{mode: modePlaceholders} }
 
 // RandomBuilder returns a Builder that initialises layers as PyTorch does (uniform
 // ±1/√fan_in for linear and conv weights and biases, norms 1 and 0), drawing from a
@@ -57,8 +62,12 @@ func ParamShapes[M Module](build func(*Builder) (M, error)) (map[string][]int, e
 // Param fills *p with a trainable tensor of the shape, all values v (in the shapes
 // mode, the shared stub).
 func (b *Builder) Param(p **tensor.Tensor, v float32, shape ...int) {
-	if b.mode == modeShapes {
+	switch b.mode {
+	case modeShapes:
 		*p, b.shapes[p] = b.stub, shape
+		return
+	case modePlaceholders:
+		*p = tensor.Placeholder(shape...)
 		return
 	}
 	*p = tensor.Full(v, shape...).SetRequiresGrad(true)

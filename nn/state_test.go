@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -122,4 +123,37 @@ func TestLoadErrorsNameKeys(t *testing.T) {
 	if _, err := os.Stat(path); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestLoadIntoPlaceholders builds a module from placeholders (shapes, no storage) and
+// fills it from a file: no memory before loading, the file's values after, and a
+// placeholder left unloaded panics on use with a message saying so.
+func TestLoadIntoPlaceholders(t *testing.T) {
+	src := newBlock(11)
+	defer ReleaseParams(src)
+	path := filepath.Join(t.TempDir(), "b.safetensors")
+	if err := SaveFile(src, path, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	live := tensor.CPU.Stats().Live
+	b := PlaceholderBuilder()
+	dst := &block{In: b.Linear(5, 7, true), Out: b.Linear(7, 3, false)}
+	if tensor.CPU.Stats().Live != live {
+		t.Fatal("placeholders allocated storage")
+	}
+	if err := LoadFile(dst, path, LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer ReleaseParams(dst)
+	for i, p := range src.Params("") {
+		if !slices.Equal(p.T().Float32s(), dst.Params("")[i].T().Float32s()) {
+			t.Fatalf("%s differs after loading into placeholders", p.Name)
+		}
+	}
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "placeholder") {
+			t.Fatalf("unloaded placeholder: %v", r)
+		}
+	}()
+	tensor.Placeholder(2, 2).Data()
 }

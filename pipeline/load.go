@@ -83,12 +83,12 @@ func loadTokenizer(m *sdModel, o Options) (Tokenizer, error) {
 
 // loadWeights builds the UNet, VAE and text encoder frozen and reads their weights.
 func (p *Pipeline) loadWeights(m *sdModel) error {
-	u, err := unet.New(m.unet)
+	u, err := unet.NewForLoading(m.unet)
 	if err != nil {
 		return err
 	}
 	p.Denoiser = &unetDenoiser{u}
-	if p.VAE, err = vae.New(m.vae); err != nil {
+	if p.VAE, err = vae.NewForLoading(m.vae); err != nil {
 		return err
 	}
 	// NewCLIPText draws placeholder weights; the checkpoint replaces every one.

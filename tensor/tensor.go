@@ -95,9 +95,18 @@ func (t *Tensor) Bytes() int64 { return int64(t.Len()) * int64(t.DType().Size())
 
 func (t *Tensor) live() *Storage {
 	if t.st == nil {
-		panic("tensor: use of a released tensor")
+		panic("tensor: use of a released tensor (or of a placeholder that was never loaded)")
 	}
 	return t.st
+}
+
+// Placeholder returns a tensor with a shape and no storage: it stands for a parameter
+// a checkpoint will replace (nn.LoadFile checks its shape, then swaps in the loaded
+// tensor), so that building a model to load costs no memory. Any use of its data
+// panics; Release is a no-op.
+func Placeholder(shape ...int) *Tensor {
+	numel(shape) // validates the dimensions
+	return &Tensor{shape: slices.Clone(shape)}
 }
 
 // Data returns the float32 elements as a slice aliasing the storage. It panics for

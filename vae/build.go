@@ -8,6 +8,11 @@ import "github.com/difftune/difftune/nn"
 // is inconsistent.
 func New(cfg Config) (*AutoencoderKL, error) { return build(cfg, nn.ZeroBuilder()) }
 
+// NewForLoading returns the model with placeholder parameters (shapes, no storage),
+// for nn.LoadFile to fill straight from a checkpoint without first allocating zeros.
+// Using it before every parameter is loaded panics.
+func NewForLoading(cfg Config) (*AutoencoderKL, error) { return build(cfg, nn.PlaceholderBuilder()) }
+
 // NewRandom returns a model for cfg initialised as PyTorch initialises diffusers'
 // layers (uniform ±1/√fan_in for conv and linear weights and biases, norms 1 and 0),
 // drawn from a PCG generator seeded with seed.
