@@ -10,10 +10,10 @@ import (
 type builderMode int
 
 const (
-	modeZeros  builderMode = iota // zeros, norm weights one
-	modeRandom                    // PyTorch's default initialisation
-	modeShapes                    // no storage: one shared stub, shapes recorded
-	modePlaceholders              // tensor.Placeholder per parameter, for loading
+	modeZeros        builderMode = iota // zeros, norm weights one
+	modeRandom                          // PyTorch's default initialisation
+	modeShapes                          // no storage: one shared stub, shapes recorded
+	modePlaceholders                    // tensor.Placeholder per parameter, for loading
 )
 
 // Builder makes the layers of a model. Only how parameters get storage differs

@@ -15,7 +15,9 @@ func New(cfg Config) (*UNet2DConditionModel, error) { return build(cfg, nn.ZeroB
 // NewForLoading returns the model with placeholder parameters (shapes, no storage),
 // for nn.LoadFile to fill straight from a checkpoint without first allocating zeros.
 // Using it before every parameter is loaded panics.
-func NewForLoading(cfg Config) (*UNet2DConditionModel, error) { return build(cfg, nn.PlaceholderBuilder()) }
+func NewForLoading(cfg Config) (*UNet2DConditionModel, error) {
+	return build(cfg, nn.PlaceholderBuilder())
+}
 
 // NewRandom returns a model for cfg initialised as PyTorch initialises diffusers'
 // layers (uniform ±1/√fan_in for linear and conv weights and biases, norms 1 and 0),
