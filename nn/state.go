@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"github.com/difftune/difftune/safetensors"
 	"github.com/difftune/difftune/tensor"
@@ -22,6 +23,10 @@ type LoadOptions struct {
 	// frozen (they are widened inside the kernels). Trainable parameters and 1-D
 	// tensors (norms, biases) are always widened to F32.
 	KeepHalf bool
+	// Mapped, with KeepHalf, makes the kept 16-bit tensors views of the source's
+	// bytes instead of copies: weights load lazily from a memory-mapped file, which
+	// must then stay open while the model lives.
+	Mapped bool
 	// AllowMissing and AllowUnexpected turn the missing-key and unexpected-key errors off.
 	AllowMissing, AllowUnexpected bool
 }
@@ -98,7 +103,12 @@ func LoadFrom(m Module, f Source, o LoadOptions) error {
 		raw, err := f.Bytes(p.Name)
 		if err == nil {
 			keep := o.KeepHalf && !p.T().RequiresGrad() && len(info.Shape) > 1
-			loaded[i], err = fromBytes(info.DType, raw, info.Shape, keep)
+			if keep && o.Mapped {
+				loaded[i] = mapped(info.DType, raw, info.Shape)
+			}
+			if loaded[i] == nil {
+				loaded[i], err = fromBytes(info.DType, raw, info.Shape, keep)
+			}
 		}
 		if err != nil {
 			tensor.Release(loaded...)
@@ -123,6 +133,27 @@ func listKeys(keys []string) string {
 		return strings.Join(keys, ", ")
 	}
 	return fmt.Sprintf("%s, ... and %d more", strings.Join(keys[:8], ", "), len(keys)-8)
+}
+
+// littleEndian reports whether this machine stores integers as safetensors does.
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// mapped returns a 16-bit tensor aliasing raw, or nil when it cannot: another dtype,
+// a big-endian machine, or bytes not aligned for uint16.
+func mapped(dt safetensors.DType, raw []byte, shape []int) *tensor.Tensor {
+	var t tensor.DType
+	switch dt {
+	case safetensors.BF16:
+		t = tensor.BF16
+	case safetensors.F16:
+		t = tensor.F16
+	default:
+		return nil
+	}
+	if !littleEndian || len(raw) < 2 || uintptr(unsafe.Pointer(&raw[0]))%2 != 0 {
+		return nil
+	}
+	return tensor.FromMappedBits(t, unsafe.Slice((*uint16)(unsafe.Pointer(&raw[0])), len(raw)/2), shape...)
 }
 
 // fromBytes converts little-endian safetensors data to a tensor: F32 as is, F64

@@ -98,7 +98,9 @@ func (p *Pipeline) loadWeights(m *sdModel) error {
 	for _, mod := range []nn.Module{p.Denoiser, p.VAE, p.Text} {
 		nn.SetTrainable(mod, false)
 	}
-	half := nn.LoadOptions{KeepHalf: true}
+	// Frozen matrices stay 16-bit and are views of the memory-mapped files, which the
+	// pipeline keeps open until Release: weights are read lazily, page by page.
+	half := nn.LoadOptions{KeepHalf: true, Mapped: true}
 	if m.folder {
 		for _, c := range []struct {
 			mod nn.Module
@@ -112,9 +114,8 @@ func (p *Pipeline) loadWeights(m *sdModel) error {
 			if err != nil {
 				return err
 			}
-			err = nn.LoadFrom(c.mod, identity(f), half)
-			f.Close()
-			if err != nil {
+			p.files = append(p.files, f)
+			if err := nn.LoadFrom(c.mod, identity(f), half); err != nil {
 				return err
 			}
 		}
@@ -124,7 +125,7 @@ func (p *Pipeline) loadWeights(m *sdModel) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	p.files = append(p.files, f)
 	views, err := singleFileViews(f, m)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"image"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -59,6 +60,9 @@ func (t clipTokenizer) Encode(prompts []string) [][]int {
 // Pipeline is a loaded text-to-image model.
 type Pipeline struct {
 	Name string
+	// files are the memory-mapped checkpoints the frozen weights alias; Release
+	// closes them.
+	files []io.Closer
 	// Description says what was loaded, for the CLI to print ("SD 1.x single-file
 	// checkpoint: UNet 860M (F16), VAE, CLIP ViT-L text encoder").
 	Description string
@@ -187,6 +191,10 @@ func (p *Pipeline) Release() {
 	if p.VAE != nil {
 		nn.ReleaseParams(p.VAE)
 	}
+	for _, f := range p.files { // after the weights that alias them
+		f.Close()
+	}
+	p.files = nil
 }
 
 // Encode turns prompts into conditioning, without recording gradients.

@@ -123,8 +123,8 @@ func (d *cpuDevice) free(s *Storage) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.stats.Live -= bytes
-	if d.stats.Pooled+bytes > d.maxPooled {
-		return
+	if s.external || d.stats.Pooled+bytes > d.maxPooled {
+		return // memory the allocator does not own, or a full pool
 	}
 	d.stats.Pooled += bytes
 	switch s.dtype {
@@ -158,16 +158,17 @@ func (d *cpuDevice) addSaved(delta int64) {
 
 // Storage is a reference-counted buffer owned by a device.
 type Storage struct {
-	dev     *cpuDevice
-	dtype   DType
-	n       int
-	f32     []float32
-	u16     []uint16
-	u8      []uint8
-	refs    int32
-	saves   int32 // how many graph nodes keep this storage for backward
-	activ   bool  // produced by an op: counted in Saved whenever a node keeps it
-	counted bool  // currently included in MemStats.Saved
+	dev      *cpuDevice
+	dtype    DType
+	n        int
+	f32      []float32
+	u16      []uint16
+	u8       []uint8
+	refs     int32
+	saves    int32 // how many graph nodes keep this storage for backward
+	activ    bool  // produced by an op: counted in Saved whenever a node keeps it
+	counted  bool  // currently included in MemStats.Saved
+	external bool  // aliases memory the allocator does not own (a mapped file): never pooled
 }
 
 // Bytes returns the storage size in bytes.

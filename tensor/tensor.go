@@ -72,6 +72,24 @@ func FromBits(dt DType, bits []uint16, shape ...int) *Tensor {
 	return t
 }
 
+// FromMappedBits returns a 16-bit (BF16 or F16) leaf whose storage is bits itself,
+// not a copy: a frozen weight read straight from a memory-mapped checkpoint. The
+// bytes count as live while the tensor lives, are never written (nothing writes a
+// frozen weight in place), and are never pooled; the caller keeps the memory valid
+// until the tensor is released. It panics like FromBits.
+func FromMappedBits(dt DType, bits []uint16, shape ...int) *Tensor {
+	if dt == F32 || numel(shape) != len(bits) {
+		panic(fmt.Sprintf("tensor.FromMappedBits: %d %v values for shape %v", len(bits), dt, shape))
+	}
+	s := &Storage{dev: CPU, dtype: dt, n: len(bits), u16: bits, refs: 1, external: true}
+	CPU.mu.Lock()
+	CPU.stats.Allocs++
+	CPU.stats.Live += s.Bytes()
+	CPU.stats.Peak = max(CPU.stats.Peak, CPU.stats.Live)
+	CPU.mu.Unlock()
+	return &Tensor{st: s, shape: slices.Clone(shape)}
+}
+
 // Shape returns the tensor's shape; the caller must not modify it.
 func (t *Tensor) Shape() []int { return t.shape }
 
