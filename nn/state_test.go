@@ -8,7 +8,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
+	"github.com/difftune/difftune/safetensors"
 	"github.com/difftune/difftune/tensor"
 )
 
@@ -156,4 +158,41 @@ func TestLoadIntoPlaceholders(t *testing.T) {
 		}
 	}()
 	tensor.Placeholder(2, 2).Data()
+}
+
+// TestLoadMapped: with KeepHalf and Mapped, a frozen BF16 matrix loads as a view of
+// the mapped file (no copy, counted live while it lives, never pooled) with the file's
+// values, and live bytes return to the baseline when it is released.
+func TestLoadMapped(t *testing.T) {
+	src := newBlock(12)
+	defer ReleaseParams(src)
+	w := src.In.Weight.Convert(tensor.BF16)
+	src.In.Weight.Release()
+	src.In.Weight = w
+	path := filepath.Join(t.TempDir(), "m.safetensors")
+	if err := SaveFile(src, path, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	base := tensor.CPU.Stats()
+	b := PlaceholderBuilder()
+	dst := &block{In: b.Linear(5, 7, true), Out: b.Linear(7, 3, false)}
+	if err := LoadFrom(dst, f, LoadOptions{KeepHalf: true, Mapped: true}); err != nil {
+		t.Fatal(err)
+	}
+	if dst.In.Weight.DType() != tensor.BF16 || !slices.Equal(dst.In.Weight.Float32s(), src.In.Weight.Float32s()) {
+		t.Fatalf("mapped weight %v differs", dst.In.Weight.DType())
+	}
+	raw, _ := f.Bytes("proj_in.weight")
+	if &dst.In.Weight.Bits()[0] != (*uint16)(unsafe.Pointer(&raw[0])) {
+		t.Fatal("the weight is a copy, not a view of the mapped file")
+	}
+	ReleaseParams(dst)
+	if s := tensor.CPU.Stats(); s.Live != base.Live || s.Pooled > base.Pooled+4*int64(7+3*7) {
+		t.Fatalf("after release: live %d (want %d), pooled %d (was %d)", s.Live, base.Live, s.Pooled, base.Pooled)
+	}
 }
