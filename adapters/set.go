@@ -250,8 +250,58 @@ func rankAlpha(c Config, w *tensor.Tensor, im impl) (int, float64) {
 }
 
 // autoOverrides holds shapes, measured on the CPU this was tuned on, where auto's
-// FLOP rule picks the slower path. Keys are {in, out, r, tokens bucket}.
-var autoOverrides = map[[4]int]bool{}
+// rule picks the slower path (more than 10% slower, forward and backward of one
+// Linear). Keys are {in, out, r, tokens rounded up to a power of two}; the value says
+// whether to merge. Measured with
+//
+//	DIFFTUNE_AUTO_MEASURE=1 go test ./adapters -run TestMeasureAutoPaths -v
+//
+// on the AMD Zen 5 (2 cores, AVX-512) this repository was developed on: for every
+// shape tested, from the rule's threshold to four times it, the rank-r path was
+// 1.2-1.6× faster than merging, because the merged backward spends 2·N·in·out
+// multiply-adds on dW′ = dYᵀX where the rank-r path spends about 14·N·r·(in+out)/2.
+var autoOverrides = map[[4]int]bool{
+	{320, 320, 8, 512}:     false,
+	{320, 320, 8, 1024}:    false,
+	{320, 320, 16, 512}:    false,
+	{320, 320, 16, 1024}:   false,
+	{384, 384, 8, 512}:     false,
+	{384, 384, 8, 1024}:    false,
+	{384, 384, 16, 512}:    false,
+	{384, 384, 16, 1024}:   false,
+	{384, 1152, 8, 1024}:   false,
+	{384, 1152, 8, 2048}:   false,
+	{384, 1152, 16, 1024}:  false,
+	{384, 1152, 16, 2048}:  false,
+	{384, 1536, 8, 1024}:   false,
+	{384, 1536, 8, 2048}:   false,
+	{384, 1536, 16, 1024}:  false,
+	{384, 1536, 16, 2048}:  false,
+	{640, 640, 8, 1024}:    false,
+	{640, 640, 8, 2048}:    false,
+	{640, 640, 16, 1024}:   false,
+	{640, 640, 16, 2048}:   false,
+	{768, 768, 8, 1024}:    false,
+	{768, 768, 8, 2048}:    false,
+	{768, 768, 16, 1024}:   false,
+	{768, 768, 16, 2048}:   false,
+	{1152, 3456, 8, 2048}:  false,
+	{1152, 3456, 8, 4096}:  false,
+	{1152, 3456, 16, 2048}: false,
+	{1152, 3456, 16, 4096}: false,
+	{1536, 384, 8, 1024}:   false,
+	{1536, 384, 8, 2048}:   false,
+	{1536, 384, 16, 1024}:  false,
+	{1536, 384, 16, 2048}:  false,
+	{2048, 2048, 8, 2048}:  false,
+	{2048, 2048, 8, 4096}:  false,
+	{2048, 2048, 16, 2048}: false,
+	{2048, 2048, 16, 4096}: false,
+	{2048, 8192, 8, 4096}:  false,
+	{2048, 8192, 8, 8192}:  false,
+	{2048, 8192, 16, 4096}: false,
+	{2048, 8192, 16, 8192}: false,
+}
 
 func autoOverride(n, in, out, r int) (merge, ok bool) {
 	b := 1
