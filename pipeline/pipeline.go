@@ -327,9 +327,8 @@ func (p *Pipeline) predict(x *tensor.Tensor, t []float32, c Cond) (*tensor.Tenso
 		return out, err
 	}
 	defer out.Release()
-	eps := tensor.Slice(out, 1, 0, p.Channels)
-	defer eps.Release()
-	return eps.Clone(), nil
+	// Slice copies (or, for one sample, views storage it keeps alive): no second copy.
+	return tensor.Slice(out, 1, 0, p.Channels), nil
 }
 
 // AdapterSpec is an adapter file with its strength, as "file.safetensors:0.8" gives it.

@@ -148,12 +148,12 @@ func (t *Trainer) Micro(pixels *tensor.Tensor, captions []string) (float64, erro
 
 // timesteps draws one timestep per sample.
 func (t *Trainer) timesteps(b int) []float32 {
-	u := t.rng.Randn(2 * b)
+	u := t.rng.Randn(b)
 	defer u.Release()
 	n := float64(t.sched.NumTrainTimesteps)
 	ts := make([]float32, b)
 	for i := range ts {
-		z := float64(u.Data()[2*i])
+		z := float64(u.Data()[i])
 		if t.cfg.Timesteps == "logit_normal" {
 			s := 1 / (1 + math.Exp(-z))
 			if sh := t.cfg.Shift; sh > 0 && sh != 1 {
