@@ -310,3 +310,7 @@ func agree[C DiTConfig | PixArtConfig](given, found C) (Config, error) {
 	}
 	return Config(any(given).(Config)), nil
 }
+
+// ParseConfig decodes a config from JSON as LoadConfig does from a file; class is the
+// diffusers class to assume when the JSON names none ("" decides from the keys).
+func ParseConfig(raw []byte, class string) (Config, error) { return parseConfig(raw, class) }

@@ -239,7 +239,7 @@ func ReadInts(f *safetensors.File, name string) ([]int, []int, error) {
 func SaveFile(m Module, path, prefix string, metadata map[string]string) error {
 	var ts []safetensors.Tensor
 	for _, p := range m.Params(prefix) {
-		ts = append(ts, toRecord(p.Name, p.T()))
+		ts = append(ts, Record(p.Name, p.T()))
 	}
 	if err := safetensors.Write(path, ts, metadata); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
@@ -247,8 +247,8 @@ func SaveFile(m Module, path, prefix string, metadata map[string]string) error {
 	return nil
 }
 
-// toRecord encodes a tensor as a safetensors record in its storage dtype.
-func toRecord(name string, t *tensor.Tensor) safetensors.Tensor {
+// Record encodes a tensor as a safetensors record in its storage dtype.
+func Record(name string, t *tensor.Tensor) safetensors.Tensor {
 	r := safetensors.Tensor{Name: name, Shape: slices.Clone(t.Shape())}
 	switch t.DType() {
 	case tensor.F32:

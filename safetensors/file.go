@@ -189,3 +189,20 @@ func editDistance(a, b string, limit int) int {
 	}
 	return prev[len(b)]
 }
+
+// OpenBytes validates data as a safetensors file held in memory (an embedded model,
+// say); name stands in for the path in errors. data must not change while the File is
+// in use; Close does nothing to it.
+func OpenBytes(name string, data []byte) (*File, error) {
+	h, err := ParseHeader(data, int64(len(data)))
+	if err != nil {
+		return nil, withPath(err, name)
+	}
+	f := &File{path: name, data: data, hdr: h, index: make(map[string]int, len(h.Tensors)), names: make([]string, len(h.Tensors))}
+	for i, t := range h.Tensors {
+		f.index[t.Name] = i
+		f.names[i] = t.Name
+	}
+	slices.Sort(f.names)
+	return f, nil
+}
