@@ -28,12 +28,12 @@ import (
 
 // entry is the part of one emoji.json record this tool reads.
 type entry struct {
-	Name        string                   `json:"name"`
-	Image       string                   `json:"image"`
-	ShortNames  []string                 `json:"short_names"`
-	Category    string                   `json:"category"`
-	Subcategory string                   `json:"subcategory"`
-	SortOrder   int                      `json:"sort_order"`
+	Name        string             `json:"name"`
+	Image       string             `json:"image"`
+	ShortNames  []string           `json:"short_names"`
+	Category    string             `json:"category"`
+	Subcategory string             `json:"subcategory"`
+	SortOrder   int                `json:"sort_order"`
 	Skins       map[string]variant `json:"skin_variations"`
 }
 
