@@ -34,6 +34,9 @@ func LoadWith(model string, o Options) (*Pipeline, error) {
 		}
 		return p, err
 	}
+	if isModelFile(model) {
+		return LoadModelFile(model)
+	}
 	m, err := detect(model, o)
 	if err != nil {
 		return nil, err

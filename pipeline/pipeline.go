@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"image"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/difftune/difftune/adapters"
 	"github.com/difftune/difftune/dit"
 	"github.com/difftune/difftune/nn"
+	"github.com/difftune/difftune/safetensors"
 	"github.com/difftune/difftune/sampler"
 	"github.com/difftune/difftune/tensor"
 	"github.com/difftune/difftune/textenc"
@@ -79,10 +81,14 @@ type Pipeline struct {
 	// (1 in pixel space); Size the default image side in pixels; Multiple the step
 	// image sides must be multiples of.
 	Channels, Factor, Size, Multiple int
+	// Spec describes a difftune model (built by NewFromSpec or read from a model file);
+	// nil for the other pipelines.
+	Spec *ModelSpec
 }
 
 // Presets lists the pipelines Load builds by name.
 var Presets = map[string]string{
+	"emoji-base":  "difftune's built-in 32×32 text-to-image model, trained on Noto Emoji (the default model)",
 	"tiny-unet":   "pixel-space UNet (32×32 RGB), byte tokenizer, tiny CLIP, random weights (seed 1)",
 	"tiny-dit":    "pixel-space DiT (32×32 RGB), pooled tiny-CLIP text projected into its class embedding, random weights (seed 1)",
 	"tiny-pixart": "pixel-space PixArt-α (32×32 RGB), tiny-CLIP captions, random weights (seed 1)",
@@ -98,8 +104,23 @@ type Info struct {
 // checkpoint without loading weights (configs and safetensors headers only). It
 // fails as Load does for a model it cannot load, naming what it found.
 func Describe(model string) (Info, error) {
+	if model == DefaultModel {
+		s, err := emojiSpec()
+		return s.info(), err
+	}
 	if _, ok := Presets[model]; ok {
 		return Info{Size: 32, Multiple: 8, Fixed: model == "tiny-dit"}, nil
+	}
+	if isModelFile(model) {
+		h, err := safetensors.ReadHeader(model)
+		if err != nil {
+			return Info{}, err
+		}
+		var s ModelSpec
+		if err := json.Unmarshal([]byte(h.Metadata[SpecKey]), &s); err != nil {
+			return Info{}, fmt.Errorf("%s: metadata %q: %w", model, SpecKey, err)
+		}
+		return s.info(), nil
 	}
 	m, err := detect(model, Options{})
 	if err != nil {
@@ -122,8 +143,11 @@ func PresetNames() []string {
 // single-file Stable Diffusion 1.x/2.x checkpoint (see LoadWith).
 func Load(model string) (*Pipeline, error) { return LoadWith(model, Options{}) }
 
-// loadPreset builds a tiny pixel-space pipeline.
+// loadPreset builds a tiny pixel-space pipeline, or loads the embedded emoji-base.
 func loadPreset(model string) (*Pipeline, error) {
+	if model == DefaultModel {
+		return loadEmojiBase()
+	}
 	const seed = 1
 	text, err := textenc.NewCLIPText(textenc.TinyCLIPConfig(), rand.New(rand.NewPCG(seed, 7)), false)
 	if err != nil {
@@ -198,14 +222,19 @@ func (p *Pipeline) Release() {
 }
 
 // Encode turns prompts into conditioning, without recording gradients.
-func (p *Pipeline) Encode(prompts []string) (Cond, error) {
-	ids := p.Tokenizer.Encode(prompts)
-	var out textenc.CLIPOutput
-	var err error
-	tensor.NoGrad(func() { out, err = p.Text.Forward(ids, p.ClipSkip) })
+func (p *Pipeline) Encode(prompts []string) (c Cond, err error) {
+	tensor.NoGrad(func() { c, err = p.EncodeGrad(prompts) })
+	return c, err
+}
+
+// EncodeGrad turns prompts into conditioning, recording gradients to the text
+// encoder's trainable weights (pretraining trains it with the denoiser).
+func (p *Pipeline) EncodeGrad(prompts []string) (Cond, error) {
+	out, err := p.Text.Forward(p.Tokenizer.Encode(prompts), p.ClipSkip)
 	if err != nil {
 		return Cond{}, err
 	}
+	tensor.Release(out.TextEmbeds)
 	return Cond{Hidden: out.LastHidden, Pooled: out.Pooled}, nil
 }
 

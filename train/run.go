@@ -32,7 +32,13 @@ type Source interface {
 
 // RunOptions describe a training run.
 type RunOptions struct {
-	Model   string           // a pipeline preset, diffusers folder or single-file checkpoint
+	Model string // a pipeline preset, diffusers folder or single-file checkpoint
+	// Pipeline, when set, is trained instead of loading Model (pretraining builds it
+	// from a spec); Run does not release it.
+	Pipeline *pipeline.Pipeline
+	// Full trains every weight of a difftune model (the denoiser and the text encoder)
+	// instead of adapters; the saved files are difftune model files.
+	Full    bool
 	Load    pipeline.Options // tokenizer folder, clip skip, prediction type
 	Adapter adapters.Config
 	Targets adapters.Targets
@@ -114,11 +120,14 @@ func Run(ctx context.Context, src Source, o RunOptions) (Result, error) {
 	if err := os.MkdirAll(filepath.Join(o.Out, "state"), 0o755); err != nil {
 		return Result{}, fmt.Errorf("create output folder: %w", err)
 	}
-	p, err := pipeline.LoadWith(o.Model, o.Load)
-	if err != nil {
-		return Result{}, err
+	p := o.Pipeline
+	var err error
+	if p == nil {
+		if p, err = pipeline.LoadWith(o.Model, o.Load); err != nil {
+			return Result{}, err
+		}
+		defer p.Release()
 	}
-	defer p.Release()
 	var cache *data.Cache
 	if o.CacheDir != "" {
 		if cache, err = data.OpenCache(o.CacheDir); err != nil {
@@ -129,11 +138,21 @@ func Run(ctx context.Context, src Source, o RunOptions) (Result, error) {
 	if ls, ok := src.(*LoaderSource); ok && p.VAE != nil && cache != nil {
 		ls.Cache, ls.Encode, ls.Encoder = cache, p.EncodeImages, identity
 	}
-	set, err := adapters.Inject(p.Denoiser, o.Adapter, o.Targets)
-	if err != nil {
-		return Result{}, err
+	var set Weights
+	if o.Full {
+		full, err := NewFullModel(p)
+		if err != nil {
+			return Result{}, err
+		}
+		set = full
+	} else {
+		as, err := adapters.Inject(p.Denoiser, o.Adapter, o.Targets)
+		if err != nil {
+			return Result{}, err
+		}
+		defer as.Remove()
+		set = as
 	}
-	defer set.Remove()
 	fmt.Fprintf(o.Log, "%s\n", set.Summary())
 	tr, err := NewTrainer(p, set, o.Train)
 	if err != nil {
@@ -176,7 +195,10 @@ func Run(ctx context.Context, src Source, o RunOptions) (Result, error) {
 		for k, v := range o.Metadata {
 			meta[k] = v
 		}
-		return adapters.Save(set, path, adapters.SaveOptions{Format: o.Format, DType: o.SaveDType, Metadata: meta})
+		if o.Full {
+			return p.SaveModel(path, o.SaveDType, meta)
+		}
+		return adapters.Save(set.(*adapters.Set), path, adapters.SaveOptions{Format: o.Format, DType: o.SaveDType, Metadata: meta})
 	}
 	saveState := func() error {
 		ds, err := src.State()
@@ -269,7 +291,7 @@ func Run(ctx context.Context, src Source, o RunOptions) (Result, error) {
 
 // preview renders the sample prompts with the adapters as trained (EMA weights when
 // enabled), dropout off, into <Out>/samples/name.
-func preview(ctx context.Context, p *pipeline.Pipeline, set *adapters.Set, tr *Trainer, o RunOptions, name string) (string, error) {
+func preview(ctx context.Context, p *pipeline.Pipeline, set Weights, tr *Trainer, o RunOptions, name string) (string, error) {
 	restore := tr.EMAWeights()
 	defer restore()
 	set.Train(false)

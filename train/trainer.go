@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/difftune/difftune/adapters"
 	"github.com/difftune/difftune/data"
 	"github.com/difftune/difftune/pipeline"
 	"github.com/difftune/difftune/sampler"
@@ -37,7 +36,7 @@ type Config struct {
 type Trainer struct {
 	cfg   Config
 	p     *pipeline.Pipeline
-	set   *adapters.Set
+	set   Weights
 	opt   *AdamW
 	sched *sampler.NoiseSchedule
 	ema   []*tensor.Tensor
@@ -53,8 +52,9 @@ type Trainer struct {
 	TextEncoder string
 }
 
-// NewTrainer prepares training of set (already injected into p's denoiser).
-func NewTrainer(p *pipeline.Pipeline, set *adapters.Set, c Config) (*Trainer, error) {
+// NewTrainer prepares training of set: adapters already injected into p's denoiser,
+// or a FullModel of p.
+func NewTrainer(p *pipeline.Pipeline, set Weights, c Config) (*Trainer, error) {
 	if c.GradAccum <= 0 {
 		c.GradAccum = 1
 	}
@@ -235,8 +235,11 @@ func (t *Trainer) update() {
 	}
 	t.opt.LR = t.LR()
 	t.opt.Step()
+	// The decay warms up as diffusers' EMAModel does, min(EMA, (1+n)/(10+n)) after n
+	// updates, so that early averages are not dominated by the initial weights.
+	n := float64(t.Step)
+	d := float32(min(t.cfg.EMA, (1+n)/(10+n)))
 	for i, e := range t.ema {
-		d := float32(t.cfg.EMA)
 		w := params[i].Data()
 		for j := range e.Data() {
 			e.Data()[j] = d*e.Data()[j] + (1-d)*w[j]
@@ -249,6 +252,9 @@ func (t *Trainer) update() {
 // encode returns the conditioning of captions, through TextCache when it is set:
 // one entry per caption, keyed by the caption's SHA-256 and the encoder's identity.
 func (t *Trainer) encode(captions []string) (pipeline.Cond, error) {
+	if _, full := t.set.(*FullModel); full {
+		return t.p.EncodeGrad(captions) // the text encoder trains too
+	}
 	if t.TextCache == nil {
 		return t.p.Encode(captions)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/difftune/difftune/pipeline"
 	"github.com/difftune/difftune/sampler"
+	"github.com/difftune/difftune/textenc"
 )
 
 func newSampleCmd() *cobra.Command {
@@ -30,15 +31,13 @@ func newSampleCmd() *cobra.Command {
 		Long: `Generates images with a model and optional adapters (merged into the weights for the
 run), writing PNGs with an A1111-style "parameters" text chunk and, for several images, a grid.
 The same seed gives byte-identical images on every run and machine.`,
-		Example: `  difftune sample --model tiny-unet --prompt "a red circle" --n 4 --seed 1 --out ./samples
+		Example: `  difftune sample --prompt "red apple" --n 4 --out apples.png      # the built-in emoji-base model
+  difftune sample --model tiny-unet --prompt "a red circle" --n 4 --seed 1 --out ./samples
   difftune sample --model ./stable-diffusion-v1-5 --prompt "a lighthouse at dusk" --out lighthouse.png
   difftune sample --model v1-5-pruned-emaonly.safetensors --tokenizer ./stable-diffusion-v1-5/tokenizer --prompt "a cat"
   difftune sample --model tiny-dit --prompt "a red circle" --lora ./my-style/my-style.safetensors:0.8 --out circle.png`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.model == "" {
-				return usagef("--model is required: one of %s, a diffusers folder or a .safetensors checkpoint", strings.Join(pipeline.PresetNames(), ", "))
-			}
 			if o.req.Prompt == "" {
 				return usagef("--prompt is required")
 			}
@@ -62,6 +61,13 @@ The same seed gives byte-identical images on every run and machine.`,
 			}
 			defer p.Release()
 			fmt.Fprintln(cmd.ErrOrStderr(), p.Description)
+			if wt, ok := p.Tokenizer.(*textenc.WordTokenizer); ok {
+				for _, pr := range []string{o.req.Prompt, o.req.Negative} {
+					if u := wt.Unknown(pr); len(u) > 0 {
+						fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s does not know the words %q (its vocabulary is the words of its training captions); each reads as the unknown-word token\n", p.Name, u)
+					}
+				}
+			}
 			if o.req.Width != 0 || o.req.Height != 0 {
 				if err := p.CheckSize(o.req.Width, o.req.Height); err != nil {
 					return usagef("--%v", err)
@@ -98,7 +104,7 @@ The same seed gives byte-identical images on every run and machine.`,
 	f := cmd.Flags()
 	f.StringVar(&o.req.Prompt, "prompt", "", "what to draw")
 	f.StringVar(&o.req.Negative, "negative", "", "negative prompt (the unconditional branch of guidance)")
-	f.StringVar(&o.model, "model", "", "model: "+strings.Join(pipeline.PresetNames(), ", ")+", a diffusers folder, or a single-file SD 1.x/2.x .safetensors")
+	f.StringVar(&o.model, "model", pipeline.DefaultModel, "model: "+strings.Join(pipeline.PresetNames(), ", ")+", a diffusers folder, a single-file SD 1.x/2.x .safetensors, or a difftune model file")
 	f.StringVar(&o.load.Tokenizer, "tokenizer", "", "folder with vocab.json and merges.txt (needed by single-file checkpoints: the model's diffusers tokenizer/ folder)")
 	f.IntVar(&o.load.ClipSkip, "clip-skip", 0, "condition on the text encoder's k-th last layer (0 or 1: the last; 2: the penultimate)")
 	f.StringVar(&o.load.PredictionType, "prediction", "", "override what the model predicts: epsilon or v_prediction (SD 2.x single files default to v_prediction)")

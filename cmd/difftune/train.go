@@ -14,6 +14,7 @@ import (
 	"github.com/difftune/difftune/adapters"
 	"github.com/difftune/difftune/data"
 	"github.com/difftune/difftune/internal/flagfile"
+	"github.com/difftune/difftune/nn"
 	"github.com/difftune/difftune/pipeline"
 	"github.com/difftune/difftune/tensor"
 	"github.com/difftune/difftune/train"
@@ -41,6 +42,8 @@ type trainOptions struct {
 	resume, dryRun                        bool
 	load                                  pipeline.Options
 	cacheDir                              string
+	full                                  bool
+	arch                                  fullOptions
 }
 
 func newTrainCmd() *cobra.Command {
@@ -53,7 +56,8 @@ captions in name.txt or name.caption; folders named N_name repeat their images N
 <out>/<name>.safetensors in the kohya format ComfyUI, A1111/Forge and diffusers load, with step files,
 a resumable state (Ctrl-C saves it; --resume continues exactly), previews, train.jsonl and loss.png.
 Any flag may also be set in a TOML file given with --config (flags on the command line win).`,
-		Example: `  difftune train ./images --model tiny-dit --steps 200 --out ./my-style
+		Example: `  difftune train ./images --steps 300 --out ./my-style      # an adapter on the built-in emoji-base
+  difftune train ./images --model tiny-dit --steps 200 --out ./my-style
   difftune train ./images --model tiny-unet --adapter loha --rank 8 --epochs 10 --sample-every 50 --sample-prompts prompts.txt
   difftune train ./images --model tiny-unet --dry-run
   difftune train ./images --config train.toml --resume`,
@@ -69,7 +73,7 @@ Any flag may also be set in a TOML file given with --config (flags on the comman
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.config, "config", "", "TOML file with any of these flags (command-line flags win)")
-	f.StringVar(&o.model, "model", "", "model: "+strings.Join(pipeline.PresetNames(), ", "))
+	f.StringVar(&o.model, "model", "", "model: "+strings.Join(pipeline.PresetNames(), ", ")+", a diffusers folder, a single-file SD 1.x/2.x .safetensors (with --tokenizer), or a difftune model file (default "+pipeline.DefaultModel+"; with --full: a new model)")
 	f.StringVar(&o.adapter, "adapter", "lora", "adapter: lora, locon, loha, lokr, dora, ia3")
 	f.IntVar(&o.rank, "rank", 16, "adapter rank")
 	f.Float64Var(&o.alpha, "alpha", 0, "adapter alpha (scale alpha/rank; 0: alpha = rank)")
@@ -122,16 +126,25 @@ Any flag may also be set in a TOML file given with --config (flags on the comman
 	f.StringVar(&o.load.Tokenizer, "tokenizer", "", "folder with vocab.json and merges.txt (needed for single-file checkpoints)")
 	f.IntVar(&o.load.ClipSkip, "clip-skip", 0, "text encoder layer: 0 or 1 the last, 2 the penultimate")
 	f.StringVar(&o.load.PredictionType, "prediction", "", "override the model's prediction type: epsilon, v_prediction")
+	f.BoolVar(&o.full, "full", false, "train a whole difftune model (denoiser and text encoder) instead of an adapter: from scratch with the architecture flags below, or further from the difftune model file --model names")
+	o.arch.flags(f)
 	return cmd
 }
 
 func runTrain(cmd *cobra.Command, dir string, o *trainOptions) error {
-	if o.model == "" {
-		return usagef("--model is required (there is no built-in default model yet): a preset (%s), a diffusers folder, or a single-file SD 1.x/2.x .safetensors checkpoint (with --tokenizer DIR)", strings.Join(pipeline.PresetNames(), ", "))
+	if o.model == "" && !o.full {
+		o.model = pipeline.DefaultModel
 	}
-	info, err := pipeline.Describe(o.model)
-	if err != nil {
-		return usageError{err}
+	info := pipeline.Info{Size: 32, Multiple: o.arch.patch}
+	if o.full && o.model == "" {
+		if o.resolution > 0 {
+			info.Size = o.resolution
+		}
+	} else {
+		var err error
+		if info, err = pipeline.Describe(o.model); err != nil {
+			return usageError{err}
+		}
 	}
 	if (o.steps > 0) == (o.epochs > 0) && !o.dryRun {
 		return usagef("give exactly one of --steps and --epochs")
@@ -177,15 +190,38 @@ func runTrain(cmd *cobra.Command, dir string, o *trainOptions) error {
 		return usageError{err}
 	}
 	out := cmd.OutOrStdout()
+	if o.name == "" {
+		o.name = filepath.Base(filepath.Clean(dir))
+	}
+	var fullModel *pipeline.Pipeline
+	if o.full {
+		if fullModel, err = fullPipeline(o.model, o.out, o.resume, !o.dryRun, &o.arch, o.name, info.Size, ds, o.run.Seed); err != nil {
+			return err
+		}
+		defer fullModel.Release()
+		s := fullModel.Spec
+		if s == nil {
+			return usagef("--full --model %s: not a difftune model file; --full trains difftune's own models (leave --model out to start one)", o.model)
+		}
+		nd, _ := nn.CountParams(fullModel.Denoiser)
+		nt, _ := nn.CountParams(fullModel.Text)
+		fmt.Fprintf(errw, "full training: %s (%d denoiser and %d text-encoder parameters, %d words)\n", fullModel.Description, nd, nt, len(s.Vocab))
+		if o.dryRun {
+			fmt.Fprintln(out, sum.Text(o.batch))
+			return nil
+		}
+	}
 	if o.dryRun {
 		fmt.Fprintln(out, sum.Text(o.batch))
 		b := loader.NextSamples()
 		return train.PlanMemory(out, o.model, o.load, ac, targets, len(b.Samples), b.Bucket.H, b.Bucket.W)
 	}
-	switch o.cacheDir {
-	case "":
+	switch {
+	case o.full:
+		o.cacheDir = "" // the text encoder trains: nothing to cache
+	case o.cacheDir == "":
 		o.cacheDir = filepath.Join(o.out, "cache")
-	case "none":
+	case o.cacheDir == "none":
 		o.cacheDir = ""
 	}
 	steps := o.steps
@@ -193,9 +229,6 @@ func runTrain(cmd *cobra.Command, dir string, o *trainOptions) error {
 		steps = max(1, o.epochs*loader.BatchesPerEpoch()/max(1, o.run.GradAccum))
 	}
 	o.run.Steps = steps
-	if o.name == "" {
-		o.name = filepath.Base(filepath.Clean(dir))
-	}
 	var prompts []pipeline.PromptLine
 	if o.samplePrompts != "" {
 		raw, err := os.ReadFile(o.samplePrompts)
@@ -211,7 +244,7 @@ func runTrain(cmd *cobra.Command, dir string, o *trainOptions) error {
 	defer stop()
 	bar := newProgress(cmd, steps, "training")
 	res, err := train.Run(ctx, &train.LoaderSource{L: loader}, train.RunOptions{
-		Model: o.model, Load: o.load, CacheDir: o.cacheDir, Adapter: ac, Targets: targets, Train: o.run, Out: o.out, Name: o.name,
+		Model: o.model, Pipeline: fullModel, Full: o.full, Load: o.load, CacheDir: o.cacheDir, Adapter: ac, Targets: targets, Train: o.run, Out: o.out, Name: o.name,
 		SaveEvery: o.saveEvery, KeepLast: o.keepLast, SampleEvery: o.sampleEvery, SamplePrompts: prompts, Sampler: o.sampler,
 		SaveDType: dtype[o.precision], Format: adapters.Format(o.format), Resume: o.resume, Log: errw,
 		Progress: func(step, total int, loss, lr float64) { bar.step(step, total) },

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// writeNightStyle makes a small style dataset: coloured discs on a black background,
+// captioned with words the emoji-base vocabulary knows. emoji-base draws on white, so
+// the background's brightness measures how far samples moved toward the style.
+func writeNightStyle(t *testing.T, dir string) {
+	t.Helper()
+	colors := []struct {
+		name string
+		rgb  color.RGBA
+	}{{"red", color.RGBA{220, 40, 40, 255}}, {"blue", color.RGBA{40, 80, 230, 255}}, {"green", color.RGBA{40, 190, 60, 255}},
+		{"yellow", color.RGBA{250, 210, 40, 255}}, {"orange", color.RGBA{250, 140, 30, 255}}, {"purple", color.RGBA{150, 60, 200, 255}}}
+	for i, c := range colors {
+		for k := range 2 {
+			img := image.NewRGBA(image.Rect(0, 0, 32, 32))
+			r := 10 + 2*k
+			for y := range 32 {
+				for x := range 32 {
+					px := color.RGBA{8, 8, 12, 255}
+					if (x-16)*(x-16)+(y-16)*(y-16) < r*r {
+						px = c.rgb
+					}
+					img.SetRGBA(x, y, px)
+				}
+			}
+			stem := filepath.Join(dir, fmt.Sprintf("%d%d", i, k))
+			f, err := os.Create(stem + ".png")
+			if err != nil {
+				t.Fatal(err)
+			}
+			png.Encode(f, img)
+			f.Close()
+			os.WriteFile(stem+".txt", []byte("large "+c.name+" circle, geometric"), 0o644)
+		}
+	}
+}
+
+// borderBrightness returns the mean of R, G and B over the 4-pixel frame of every
+// tile of a sample grid (or single image) of side×side tiles.
+func borderBrightness(t *testing.T, path string, side int) float64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s, n float64
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			tx, ty := (x-b.Min.X)%side, (y-b.Min.Y)%side
+			if tx >= 4 && tx < side-4 && ty >= 4 && ty < side-4 {
+				continue
+			}
+			r, g, bl, _ := img.At(x, y).RGBA()
+			s += float64(r>>8+g>>8+bl>>8) / 3
+			n++
+		}
+	}
+	return s / n
+}
+
+// TestEmojiBaseAdapter trains a LoRA on the built-in model (no --model) for a few
+// dozen seconds on the generated night style, and checks that samples move toward it:
+// the background of "large red circle" samples darkens. Sampling without --model uses
+// emoji-base too.
+func TestEmojiBaseAdapter(t *testing.T) {
+	dir := t.TempDir()
+	ds := filepath.Join(dir, "night")
+	os.Mkdir(ds, 0o755)
+	writeNightStyle(t, ds)
+	out := filepath.Join(dir, "out")
+	code, stdout, msg := run("train", ds, "--steps", "120", "--batch", "4", "--lr", "1e-3", "--targets", "attn-mlp", "--rank", "8", "--out", out)
+	if code != 0 {
+		t.Fatalf("train: exit %d: %s", code, msg)
+	}
+	if !strings.Contains(msg, "emoji-base") || !strings.Contains(stdout, "night.safetensors") {
+		t.Fatalf("train did not use emoji-base or write night.safetensors: %s / %s", msg, stdout)
+	}
+	gen := func(name string, lora bool) float64 {
+		path := filepath.Join(dir, name)
+		args := []string{"sample", "--prompt", "large red circle", "--n", "4", "--steps", "20", "--seed", "5", "--cfg", "4", "--out", path}
+		if lora {
+			args = append(args, "--lora", filepath.Join(out, "night.safetensors"))
+		}
+		if code, _, msg := run(args...); code != 0 {
+			t.Fatalf("sample: %s", msg)
+		}
+		return borderBrightness(t, path, 32)
+	}
+	base, tuned := gen("base.png", false), gen("night.png", true)
+	t.Logf("mean background brightness of 'large red circle' samples: base %.1f, with the night adapter %.1f (style images: 9)", base, tuned)
+	if base < 180 || tuned > base-80 {
+		t.Fatalf("samples did not move toward the dark style: background %.1f → %.1f (want a white base, darker by 80 levels)", base, tuned)
+	}
+}
