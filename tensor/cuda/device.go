@@ -20,10 +20,10 @@ type Device struct {
 	stream uintptr
 	alloc  *Allocator
 
-	mu     sync.Mutex
-	module uintptr
-	funcs  map[string]uintptr
-	closed bool
+	mu      sync.Mutex
+	modules map[string]uintptr // PTX file → loaded module
+	funcs   map[string]uintptr
+	closed  bool
 }
 
 var _ tensor.Device = (*Device)(nil)
@@ -71,7 +71,7 @@ func Open(ordinal int) (*Device, error) {
 	if info.Major < 8 {
 		return nil, fmt.Errorf("cuda:%d (%s) has compute capability %d.%d; difftune's kernels need 8.0 or newer (A100, RTX 30xx, H100); use --device cpu", ordinal, info.Name, info.Major, info.Minor)
 	}
-	d := &Device{drv: drv, info: info, dev: dev, funcs: map[string]uintptr{}}
+	d := &Device{drv: drv, info: info, dev: dev, modules: map[string]uintptr{}, funcs: map[string]uintptr{}}
 	if err := drv.check("cuDevicePrimaryCtxRetain", drv.cuDevicePrimaryCtxRetain(&d.ctx, dev)); err != nil {
 		return nil, err
 	}
@@ -80,12 +80,15 @@ func Open(ordinal int) (*Device, error) {
 		if err := drv.check("cuStreamCreate", drv.cuStreamCreate(&d.stream, 0)); err != nil {
 			return err
 		}
-		if len(kernelPTX) == 0 {
-			return nil
+		names, text := ptxModules()
+		for _, n := range names {
+			m, err := drv.loadModule([]byte(text[n]))
+			if err != nil {
+				return fmt.Errorf("load kernels/%s: %w", n, err)
+			}
+			d.modules[n] = m
 		}
-		m, err := drv.loadModule(kernelPTX)
-		d.module = m
-		return err
+		return nil
 	})
 	if err != nil {
 		d.Close()
@@ -218,8 +221,8 @@ func (d *Device) Close() error {
 			keep(d.drv.check("cuStreamDestroy_v2", d.drv.cuStreamDestroy(d.stream)))
 		}
 		keep(d.alloc.EmptyCache())
-		if d.module != 0 {
-			keep(d.drv.check("cuModuleUnload", d.drv.cuModuleUnload(d.module)))
+		for _, m := range d.modules {
+			keep(d.drv.check("cuModuleUnload", d.drv.cuModuleUnload(m)))
 		}
 		return nil
 	}))
@@ -252,9 +255,15 @@ func (d *Device) function(name string) (uintptr, error) {
 	}
 	var f uintptr
 	err := d.do(func() error {
-		var err error
-		f, err = d.drv.function(d.module, name)
-		return err
+		_, text := ptxModules()
+		for file, m := range d.modules {
+			if _, ok := ptxEntries(text[file])[name]; ok {
+				var err error
+				f, err = d.drv.function(m, name)
+				return err
+			}
+		}
+		return fmt.Errorf("cuda: no loaded PTX declares kernel %s", name)
 	})
 	if err != nil {
 		return 0, err
