@@ -41,6 +41,7 @@ type trainOptions struct {
 	resume, dryRun                        bool
 	load                                  pipeline.Options
 	cacheDir                              string
+	device                                string
 }
 
 func newTrainCmd() *cobra.Command {
@@ -63,6 +64,9 @@ Any flag may also be set in a TOML file given with --config (flags on the comman
 				if err := flagfile.Apply(o.config, cmd.Flags()); err != nil {
 					return usageError{err}
 				}
+			}
+			if err := useDevice(cmd, o.device); err != nil {
+				return err
 			}
 			return runTrain(cmd, args[0], &o)
 		},
@@ -122,6 +126,7 @@ Any flag may also be set in a TOML file given with --config (flags on the comman
 	f.StringVar(&o.load.Tokenizer, "tokenizer", "", "folder with vocab.json and merges.txt (needed for single-file checkpoints)")
 	f.IntVar(&o.load.ClipSkip, "clip-skip", 0, "text encoder layer: 0 or 1 the last, 2 the penultimate")
 	f.StringVar(&o.load.PredictionType, "prediction", "", "override the model's prediction type: epsilon, v_prediction")
+	addDeviceFlag(f, &o.device)
 	return cmd
 }
 
