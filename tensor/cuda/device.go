@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/difftune/difftune/tensor"
@@ -191,6 +192,37 @@ func (d *Device) Synchronize() error { return d.do(d.sync) }
 
 func (d *Device) sync() error {
 	return d.drv.check("cuStreamSynchronize", d.drv.cuStreamSynchronize(d.stream))
+}
+
+// Elapsed runs f, which queues work on the stream, between two events and returns
+// the GPU time between them.
+func (d *Device) Elapsed(f func() error) (time.Duration, error) {
+	var start, end uintptr
+	var ms float32
+	err := d.do(func() error {
+		if err := d.drv.check("cuEventCreate", d.drv.cuEventCreate(&start, 0)); err != nil {
+			return err
+		}
+		defer d.drv.cuEventDestroy(start)
+		if err := d.drv.check("cuEventCreate", d.drv.cuEventCreate(&end, 0)); err != nil {
+			return err
+		}
+		defer d.drv.cuEventDestroy(end)
+		if err := d.drv.check("cuEventRecord", d.drv.cuEventRecord(start, d.stream)); err != nil {
+			return err
+		}
+		if err := f(); err != nil {
+			return err
+		}
+		if err := d.drv.check("cuEventRecord", d.drv.cuEventRecord(end, d.stream)); err != nil {
+			return err
+		}
+		if err := d.drv.check("cuEventSynchronize", d.drv.cuEventSynchronize(end)); err != nil {
+			return err
+		}
+		return d.drv.check("cuEventElapsedTime", d.drv.cuEventElapsedTime(&ms, start, end))
+	})
+	return time.Duration(float64(ms) * float64(time.Millisecond)), err
 }
 
 // MemInfo returns the GPU's free and total memory as the driver sees it.
