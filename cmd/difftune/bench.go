@@ -16,10 +16,15 @@ import (
 )
 
 func newBenchCmd() *cobra.Command {
+	var device string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure kernels and training steps on this machine",
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return useDevice(cmd, device)
+		},
 	}
+	addDeviceFlag(cmd.PersistentFlags(), &device)
 	cmd.AddCommand(newBenchGemmCmd(), newBenchStepCmd(), newBenchMemoryCmd())
 	requireSubcommand(cmd)
 	return cmd

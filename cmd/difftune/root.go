@@ -10,7 +10,7 @@ func newRootCmd() *cobra.Command {
 		Short: "Finetune diffusion models with weight-space adapters, and sample from them",
 		Long: `difftune finetunes diffusion models (Stable Diffusion 1.x/2.x UNets, DiT, PixArt-α)
 with adapters (LoRA, LoCon, DoRA, LoHa, LoKr, IA3) computed in weight space, and
-samples from them. It runs on the CPU everywhere.`,
+samples from them. It runs on the CPU everywhere; the CUDA device (--device) is not yet wired to the ops.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -24,6 +24,7 @@ func newSampleCmd() *cobra.Command {
 		size          string
 		out           string
 		ignoreUnknown bool
+		device        string
 	}
 	cmd := &cobra.Command{
 		Use:   "sample --prompt TEXT",
@@ -38,6 +39,9 @@ The same seed gives byte-identical images on every run and machine.`,
   difftune sample --model tiny-dit --prompt "a red circle" --lora ./my-style/my-style.safetensors:0.8 --out circle.png`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := useDevice(cmd, o.device); err != nil {
+				return err
+			}
 			if o.req.Prompt == "" {
 				return usagef("--prompt is required")
 			}
@@ -117,6 +121,7 @@ The same seed gives byte-identical images on every run and machine.`,
 	f.IntVar(&o.req.N, "n", 1, "number of images")
 	f.StringVar(&o.out, "out", "samples", "output PNG file, or a folder")
 	f.BoolVar(&o.ignoreUnknown, "ignore-unknown", false, "skip adapter-file keys that are not adapter tensors, with a warning, instead of refusing the file")
+	addDeviceFlag(f, &o.device)
 	return cmd
 }
 

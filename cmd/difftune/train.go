@@ -44,6 +44,7 @@ type trainOptions struct {
 	cacheDir                              string
 	full                                  bool
 	arch                                  fullOptions
+	device                                string
 }
 
 func newTrainCmd() *cobra.Command {
@@ -67,6 +68,9 @@ Any flag may also be set in a TOML file given with --config (flags on the comman
 				if err := flagfile.Apply(o.config, cmd.Flags()); err != nil {
 					return usageError{err}
 				}
+			}
+			if err := useDevice(cmd, o.device); err != nil {
+				return err
 			}
 			return runTrain(cmd, args[0], &o)
 		},
@@ -128,6 +132,7 @@ Any flag may also be set in a TOML file given with --config (flags on the comman
 	f.StringVar(&o.load.PredictionType, "prediction", "", "override the model's prediction type: epsilon, v_prediction")
 	f.BoolVar(&o.full, "full", false, "train a whole difftune model (denoiser and text encoder) instead of an adapter: from scratch with the architecture flags below, or further from the difftune model file --model names")
 	o.arch.flags(f)
+	addDeviceFlag(f, &o.device)
 	return cmd
 }
 
