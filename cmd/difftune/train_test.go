@@ -89,7 +89,7 @@ func redness(t *testing.T, path string) float64 {
 // tiny-unet: the loss falls, the adapter moves "red" samples redder relative to
 // "blue" ones (against the base model's difference), and the saved adapter
 // reproduces the training-time preview. Then bad input: an empty folder, and a
-// missing --model.
+// an unknown --model.
 func TestTrainEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	ds := filepath.Join(dir, "shapes")
@@ -155,8 +155,8 @@ func TestTrainEndToEnd(t *testing.T) {
 	if code, _, msg := run("train", empty, "--model", "tiny-dit", "--steps", "1"); code == 0 || !strings.Contains(msg, "no images") {
 		t.Fatalf("empty folder: exit %d, %s", code, msg)
 	}
-	if code, _, msg := run("train", ds, "--steps", "1"); code != 2 || !strings.Contains(msg, "--model") {
-		t.Fatalf("no model: exit %d, %s", code, msg)
+	if code, _, msg := run("train", ds, "--model", "no-such-model", "--steps", "1"); code != 2 || !strings.Contains(msg, "no-such-model") {
+		t.Fatalf("unknown model: exit %d, %s", code, msg)
 	}
 }
 
