@@ -275,38 +275,53 @@ func (g *gemmArgs) runParallel(workers int) {
 	mr, nr := kern.mr, kern.nr
 	mP, nP := ceilDiv(g.m, mr), ceilDiv(g.n, nr)
 	wm, wn := gemmSplit(mP, nP, mr, nr, g.k, workers)
-	sub := new(gemmArgs) // a heap copy, so that g itself (serial calls) does not escape
-	*sub = *g
-	parallelFor(wm*wn, 1, func(lo, hi int) {
-		g := sub
-		for t := lo; t < hi; t++ {
-			bi, bj := t/wn, t%wn
-			r0, r1 := min(g.m, bi*mP/wm*mr), min(g.m, (bi+1)*mP/wm*mr)
-			c0, c1 := min(g.n, bj*nP/wn*nr), min(g.n, (bj+1)*nP/wn*nr)
-			if r0 >= r1 || c0 >= c1 {
-				continue
-			}
-			s := *sub
-			s.m, s.n = r1-r0, c1-c0
-			s.c = g.c[r0*g.ldc+c0:]
-			if g.transA {
-				s.a = g.a[r0:]
-			} else {
-				s.a = g.a[r0*g.lda:]
-			}
-			switch {
-			case g.isB16 && g.transB:
-				s.b16 = g.b16[c0*g.ldb:]
-			case g.isB16:
-				s.b16 = g.b16[c0:]
-			case g.transB:
-				s.b = g.b[c0*g.ldb:]
-			default:
-				s.b = g.b[c0:]
-			}
-			s.runSerial()
+	t := gemmTasks.Get().(*gemmParTask)
+	t.g, t.wm, t.wn, t.mP, t.nP, t.mr, t.nr = *g, wm, wn, mP, nP, mr, nr
+	parallelRange(wm*wn, 1, t)
+	*t = gemmParTask{}
+	gemmTasks.Put(t)
+}
+
+// gemmParTask is one runParallel call: the worker grid over C. It is recycled through
+// gemmTasks so that a parallel GEMM allocates nothing.
+type gemmParTask struct {
+	g              gemmArgs
+	wm, wn, mP, nP int
+	mr, nr         int
+}
+
+var gemmTasks = sync.Pool{New: func() any { return new(gemmParTask) }}
+
+// run computes blocks [lo, hi) of the grid, each as a serial GEMM.
+func (t *gemmParTask) run(lo, hi int) {
+	g, mr, nr := &t.g, t.mr, t.nr
+	for b := lo; b < hi; b++ {
+		bi, bj := b/t.wn, b%t.wn
+		r0, r1 := min(g.m, bi*t.mP/t.wm*mr), min(g.m, (bi+1)*t.mP/t.wm*mr)
+		c0, c1 := min(g.n, bj*t.nP/t.wn*nr), min(g.n, (bj+1)*t.nP/t.wn*nr)
+		if r0 >= r1 || c0 >= c1 {
+			continue
 		}
-	})
+		s := *g
+		s.m, s.n = r1-r0, c1-c0
+		s.c = g.c[r0*g.ldc+c0:]
+		if g.transA {
+			s.a = g.a[r0:]
+		} else {
+			s.a = g.a[r0*g.lda:]
+		}
+		switch {
+		case g.isB16 && g.transB:
+			s.b16 = g.b16[c0*g.ldb:]
+		case g.isB16:
+			s.b16 = g.b16[c0:]
+		case g.transB:
+			s.b = g.b[c0*g.ldb:]
+		default:
+			s.b = g.b[c0:]
+		}
+		s.runSerial()
+	}
 }
 
 // gemmSplit picks the worker grid wm×wn (wm·wn = workers) that minimises the estimated
