@@ -405,19 +405,6 @@ func dotRow64(x, y []float32, inc int) float64 {
 	return s
 }
 
-func axpyRow(d, x []float32, a float32) {
-	x = x[:len(d)]
-	if a == 1 {
-		for i, v := range x {
-			d[i] += v
-		}
-		return
-	}
-	for i, v := range x {
-		d[i] += a * v
-	}
-}
-
 func mulAccRow(d, x, y []float32, inc int, a float32) {
 	x = x[:len(d)]
 	if inc == 0 {
