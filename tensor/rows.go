@@ -163,6 +163,73 @@ func normPartRowGo(pw, pb []float64, g, x []float32, mu, r float64) {
 	}
 }
 
+// binaryRowFast computes o[i] = x[i·sx] op y[i·sy] for the longest prefix of o whose
+// length is a multiple of 16, where the CPU has AVX-512 and the strides are 0 or 1 (not
+// both 0), and returns that length (0 otherwise). IEEE arithmetic rounds the same in
+// every lane, so the results are the Go loops' (binaryRows) bit for bit.
+func binaryRowFast(op binaryOp, o, x, y []float32, sx, sy int) int {
+	n := len(o) &^ 15
+	if !rowsAVX512 || n == 0 || sx|sy > 1 || sx < 0 || sy < 0 || sx+sy == 0 {
+		return 0
+	}
+	var xb, yb [16]float32
+	xs, ys := broadcast16(x, sx, &xb), broadcast16(y, sy, &yb)
+	_, _, _ = o[n-1], xs[(n-1)*sx], ys[(n-1)*sy]
+	binaryRowAVX512(int(op), &o[0], &xs[0], &ys[0], n, sx*64, sy*64)
+	return n
+}
+
+// negZero is −0: y + −0 is y for every y (−0 included), so it is the c that makes
+// mulAddRow and mulAccPlusRow plain products.
+var negZero = float32(math.Copysign(0, -1))
+
+// mulAddRow writes o[i] = x[i]·(y[i] + c) + z[i], each operation rounded to float32
+// (c = negZero for o = x·y + z).
+func mulAddRow(o, x, y, z []float32, c float32) {
+	n := 0
+	if rowsAVX512 && len(o) >= 16 {
+		n = len(o) &^ 15
+		_, _, _ = x[n-1], y[n-1], z[n-1]
+		mulAddAVX512(&o[0], &x[0], &y[0], &z[0], n, c)
+	}
+	x, y, z = x[n:len(o)], y[n:len(o)], z[n:len(o)]
+	for i := range o[n:] {
+		o[n+i] = float32(x[i]*(y[i]+c)) + z[i]
+	}
+}
+
+// mulAccPlusRow accumulates d[i] += x[i]·(y[i] + c), each operation rounded to float32.
+func mulAccPlusRow(d, x, y []float32, c float32) {
+	n := 0
+	if rowsAVX512 && len(d) >= 16 {
+		n = len(d) &^ 15
+		_, _ = x[n-1], y[n-1]
+		mulAccAVX512(&d[0], &x[0], &y[0], n, c)
+	}
+	x, y = x[n:len(d)], y[n:len(d)]
+	for i := range d[n:] {
+		d[n+i] += float32(x[i] * (y[i] + c))
+	}
+}
+
+// acc64Fast accumulates a[i] += float64(x[i]·y[i]) (the product rounded to float32),
+// or a[i] += float64(x[i]) when y is nil, over the longest prefix of a whose length is
+// a multiple of 16 where the CPU has AVX-512, and returns that length.
+func acc64Fast(a []float64, x, y []float32) int {
+	n := len(a) &^ 15
+	if !rowsAVX512 || n == 0 {
+		return 0
+	}
+	_ = x[n-1]
+	yp := &x[0]
+	if y != nil {
+		_ = y[n-1]
+		yp = &y[0]
+	}
+	accMul64AVX512(&a[0], &x[0], yp, n, y != nil)
+	return n
+}
+
 // axpyRow accumulates d[i] += a·x[i] (float32, not fused).
 func axpyRow(d, x []float32, a float32) {
 	n := 0

@@ -31,3 +31,15 @@ func axpyAVX512(d, x *float32, n int, a float32)
 
 //go:noescape
 func adamWAVX512(p, grad, m, v *float32, n int, b1, b2, eps, decay, stepSize, rc2 float32)
+
+//go:noescape
+func binaryRowAVX512(op int, o, x, y *float32, n, xStep, yStep int)
+
+//go:noescape
+func mulAddAVX512(o, x, y, z *float32, n int, c float32)
+
+//go:noescape
+func mulAccAVX512(d, x, y *float32, n int, c float32)
+
+//go:noescape
+func accMul64AVX512(a *float64, x, y *float32, n int, mul bool)

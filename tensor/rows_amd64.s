@@ -291,3 +291,133 @@ wloop:
 wdone:
 	VZEROUPPER
 	RET
+
+// BINLOOP is the loop of binaryRowAVX512 for one operation: o = x OP y, 16 lanes at a
+// time; x and y advance by R10 and R11 bytes (64, or 0 for a broadcast operand).
+#define BINLOOP(OP, loop) \
+loop: \
+	VMOVUPS (SI), Z0 \
+	OP (DX), Z0, Z0 \
+	VMOVUPS Z0, (DI) \
+	ADDQ $64, DI \
+	ADDQ R10, SI \
+	ADDQ R11, DX \
+	DECQ CX \
+	JNZ loop \
+	VZEROUPPER \
+	RET
+
+// func binaryRowAVX512(op int, o, x, y *float32, n, xStep, yStep int)
+// o = x op y for op 0 (add), 1 (sub), 2 (mul), 3 (div).
+TEXT ·binaryRowAVX512(SB), NOSPLIT, $0-56
+	MOVQ op+0(FP), AX
+	MOVQ o+8(FP), DI
+	MOVQ x+16(FP), SI
+	MOVQ y+24(FP), DX
+	MOVQ n+32(FP), CX
+	MOVQ xStep+40(FP), R10
+	MOVQ yStep+48(FP), R11
+	SHRQ $4, CX
+	JZ bdone
+	CMPQ AX, $1
+	JEQ bsub
+	CMPQ AX, $2
+	JEQ bmul
+	CMPQ AX, $3
+	JEQ bdiv
+	BINLOOP(VADDPS, badd)
+bsub:
+	BINLOOP(VSUBPS, bsubloop)
+bmul:
+	BINLOOP(VMULPS, bmulloop)
+bdiv:
+	BINLOOP(VDIVPS, bdivloop)
+bdone:
+	RET
+
+// func mulAddAVX512(o, x, y, z *float32, n int, c float32)
+// o = x·(y + c) + z, each operation rounded to float32 (c = −0 adds nothing, exactly).
+TEXT ·mulAddAVX512(SB), NOSPLIT, $0-44
+	MOVQ o+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ y+16(FP), DX
+	MOVQ z+24(FP), R8
+	MOVQ n+32(FP), CX
+	VBROADCASTSS c+40(FP), Z3
+	SHRQ $4, CX
+	JZ madone
+maloop:
+	VADDPS (DX), Z3, Z0
+	VMULPS (SI), Z0, Z0
+	VADDPS (R8), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, DI
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ $64, R8
+	DECQ CX
+	JNZ maloop
+madone:
+	VZEROUPPER
+	RET
+
+// func mulAccAVX512(d, x, y *float32, n int, c float32)
+// d += x·(y + c), each operation rounded to float32.
+TEXT ·mulAccAVX512(SB), NOSPLIT, $0-36
+	MOVQ d+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ y+16(FP), DX
+	MOVQ n+24(FP), CX
+	VBROADCASTSS c+32(FP), Z3
+	SHRQ $4, CX
+	JZ mcdone
+mcloop:
+	VADDPS (DX), Z3, Z0
+	VMULPS (SI), Z0, Z0
+	VADDPS (DI), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, DI
+	ADDQ $64, SI
+	ADDQ $64, DX
+	DECQ CX
+	JNZ mcloop
+mcdone:
+	VZEROUPPER
+	RET
+
+// func accMul64AVX512(a *float64, x, y *float32, n int, mul bool)
+// a += float64(x·y) (the product rounded to float32) when mul, else a += float64(x).
+TEXT ·accMul64AVX512(SB), NOSPLIT, $0-33
+	MOVQ a+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ y+16(FP), DX
+	MOVQ n+24(FP), CX
+	MOVBLZX mul+32(FP), AX
+	SHRQ $3, CX
+	JZ acdone
+	TESTL AX, AX
+	JZ acloop
+amloop:
+	VMOVUPS (SI), Y0
+	VMULPS (DX), Y0, Y0
+	VCVTPS2PD Y0, Z0
+	VADDPD (DI), Z0, Z0
+	VMOVUPD Z0, (DI)
+	ADDQ $64, DI
+	ADDQ $32, SI
+	ADDQ $32, DX
+	DECQ CX
+	JNZ amloop
+	VZEROUPPER
+	RET
+acloop:
+	VCVTPS2PD (SI), Z0
+	VADDPD (DI), Z0, Z0
+	VMOVUPD Z0, (DI)
+	ADDQ $64, DI
+	ADDQ $32, SI
+	DECQ CX
+	JNZ acloop
+acdone:
+	VZEROUPPER
+	RET

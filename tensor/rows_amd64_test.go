@@ -9,7 +9,10 @@ import (
 
 // benchRows runs f as "go" (rows.go's Go loops only) and "avx512" sub-benchmarks on one
 // thread, so that `go test -bench Rows` prints the two side by side.
-func benchRows(b *testing.B, bytes int64, f func()) {
+func benchRows(b *testing.B, bytes int64, f func()) { benchFast(b, &rowsAVX512, bytes, f) }
+
+// benchFast is benchRows for the kernels that fast switches between Go and AVX-512.
+func benchFast(b *testing.B, fast *bool, bytes int64, f func()) {
 	SetThreads(1)
 	defer SetThreads(0)
 	for _, asm := range []bool{false, true} {
@@ -21,9 +24,9 @@ func benchRows(b *testing.B, bytes int64, f func()) {
 			}
 		}
 		b.Run(name, func(b *testing.B) {
-			old := rowsAVX512
-			rowsAVX512 = asm
-			defer func() { rowsAVX512 = old }()
+			old := *fast
+			*fast = asm
+			defer func() { *fast = old }()
 			b.SetBytes(bytes)
 			b.ReportAllocs()
 			for b.Loop() {
@@ -91,4 +94,43 @@ func BenchmarkRowsAxpy(b *testing.B) {
 	const n = 1024 * 384
 	d, x := benchData(n), benchData(n)
 	benchRows(b, n*12, func() { axpyRow(d, x, 1) })
+}
+
+// Broadcast add of a [1024, 384] activation and a [384] bias.
+func BenchmarkRowsAddBias(b *testing.B) {
+	const rows, C = 1024, 384
+	x, bias, out := benchData(rows*C), benchData(C), make([]float32, rows*C)
+	benchRows(b, rows*C*8, func() {
+		for r := range rows {
+			addRow(out[r*C:r*C+C], x[r*C:r*C+C], bias, 1, 1)
+		}
+	})
+}
+
+// DiT-S/2's adaLN modulate and gated residual backward at batch 4, 256 tokens.
+func BenchmarkRowsModulateBackward(b *testing.B) {
+	const n, t, d = 4, 256, 384
+	x, g, dx := benchData(n*t*d), benchData(n*t*d), make([]float32, n*t*d)
+	sc, dsh, dsc := benchData(n*d), make([]float32, n*d), make([]float32, n*d)
+	benchRows(b, n*t*d*16, func() { modulateBackward(dx, dsh, dsc, g, x, sc, n, t, d) })
+}
+
+func BenchmarkRowsGatedAddBackward(b *testing.B) {
+	const n, t, d = 4, 256, 384
+	h, g, dx, dh := benchData(n*t*d), benchData(n*t*d), make([]float32, n*t*d), make([]float32, n*t*d)
+	gate, dgate := benchData(n*d), make([]float32, n*d)
+	benchRows(b, n*t*d*20, func() { gatedAddBackward(dx, dgate, dh, g, gate, h, n, t, d) })
+}
+
+// SD1.5's first UNet stage at 64×64 latent: [1, 320, 64, 64].
+func BenchmarkRowsSiLUForward(b *testing.B) {
+	const n = 320 * 64 * 64
+	x, out := benchData(n), make([]float32, n)
+	benchFast(b, &siluUseFast, n*8, func() { siluForward(out, x) })
+}
+
+func BenchmarkRowsSiLUBackward(b *testing.B) {
+	const n = 320 * 64 * 64
+	x, g, dx := benchData(n), benchData(n), make([]float32, n)
+	benchFast(b, &siluUseFast, n*12, func() { siluBackward(dx, g, x) })
 }

@@ -160,3 +160,65 @@ func TestAdamWUpdate(t *testing.T) {
 	}()
 	AdamWUpdate(make([]float32, 4), make([]float32, 3), make([]float32, 4), make([]float32, 4), 0.9, 0.999, 1e-8, 1, 1, 1)
 }
+
+// TestBinaryRows: the row loops of the broadcasting ops (AVX-512 prefix, Go tail) equal
+// a plain loop bit for bit, with either operand broadcast.
+func TestBinaryRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	plain := [...]func(a, b float32) float32{
+		func(a, b float32) float32 { return a + b }, func(a, b float32) float32 { return a - b },
+		func(a, b float32) float32 { return a * b }, func(a, b float32) float32 { return a / b },
+	}
+	for op, row := range binaryRows {
+		for _, n := range rowSizes {
+			for _, s := range [][2]int{{1, 1}, {1, 0}, {0, 1}} {
+				x, y := randRow(rng, n, 1), randRow(rng, n, 2)
+				got := make([]float32, n)
+				row(got, x, y, s[0], s[1])
+				for i := range got {
+					want := plain[op](x[i*s[0]], y[i*s[1]])
+					if math.Float32bits(got[i]) != math.Float32bits(want) {
+						t.Fatalf("op %d n=%d strides %v: [%d] = %v, want %v", op, n, s, i, got[i], want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestMulAddRows: mulAddRow, mulAccPlusRow and the float64 accumulations equal plain
+// loops bit for bit (zeros of both signs included: c = −0 must add nothing).
+func TestMulAddRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, n := range rowSizes {
+		for _, c := range []float32{negZero, 1} {
+			x, y, z := randRow(rng, n, 1), randRow(rng, n, 2), randRow(rng, n, 3)
+			y[0], z[n/2] = negZero, negZero
+			x[n-1] = 0
+			o := make([]float32, n)
+			mulAddRow(o, x, y, z, c)
+			d, dr := randRow(rng, n, 0), make([]float32, n)
+			copy(dr, d)
+			mulAccPlusRow(d, x, y, c)
+			for i := range o {
+				want := float32(x[i]*(y[i]+c)) + z[i]
+				if math.Float32bits(o[i]) != math.Float32bits(want) {
+					t.Fatalf("mulAddRow n=%d c=%v: [%d] = %v, want %v", n, c, i, o[i], want)
+				}
+				dr[i] += float32(x[i] * (y[i] + c))
+				if math.Float32bits(d[i]) != math.Float32bits(dr[i]) {
+					t.Fatalf("mulAccPlusRow n=%d c=%v: [%d] = %v, want %v", n, c, i, d[i], dr[i])
+				}
+			}
+		}
+		x, y := randRow(rng, n, 1), randRow(rng, n, 2)
+		a, b := make([]float64, n), make([]float64, n)
+		accRow64(a, x)
+		accMulRow64(b, x, y)
+		for i := range a {
+			if a[i] != float64(x[i]) || b[i] != float64(x[i]*y[i]) {
+				t.Fatalf("accRow64/accMulRow64 n=%d: [%d] = %v, %v; want %v, %v", n, i, a[i], b[i], float64(x[i]), float64(x[i]*y[i]))
+			}
+		}
+	}
+}
