@@ -388,6 +388,9 @@ func geluBackwardRef(dx, dout, x []float32, approxTanh bool) {
 func siluForward(out, x []float32) {
 	kernelCheckLen("siluForward", "out", len(out), len(x))
 	parallelFor(len(x), kernelGrain, func(lo, hi int) {
+		if siluUseFast {
+			lo += siluFast(out[lo:hi], x[lo:hi])
+		}
 		var e [actBlock]float32
 		for b := lo; b < hi; b += actBlock {
 			xs := x[b:min(b+actBlock, hi)]
@@ -412,6 +415,9 @@ func siluBackward(dx, dout, x []float32) {
 	kernelCheckLen("siluBackward", "dx", len(dx), len(x))
 	kernelCheckLen("siluBackward", "dout", len(dout), len(x))
 	parallelFor(len(x), kernelGrain, func(lo, hi int) {
+		if siluUseFast {
+			lo += siluBackwardFast(dx[lo:hi], dout[lo:hi], x[lo:hi])
+		}
 		var e [actBlock]float32
 		for b := lo; b < hi; b += actBlock {
 			xs := x[b:min(b+actBlock, hi)]
@@ -427,6 +433,10 @@ func siluBackward(dx, dout, x []float32) {
 		}
 	})
 }
+
+// siluUseFast lets the SiLU kernels hand whole groups of 16 to the AVX-512 kernels
+// (silu_amd64.s) where the CPU has them; tests turn it off to compare.
+var siluUseFast = true
 
 // siluRef is the float64 reference for siluForward.
 func siluRef(out, x []float32) {

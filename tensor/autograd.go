@@ -18,6 +18,10 @@ type node struct {
 	saved    []*Storage
 	backward func(dout []float32, dx gradFn)
 	freed    bool
+	// Backing arrays for needs and saved: most ops have few inputs, and a node is then
+	// one Go allocation.
+	needsArr [4]bool
+	savedArr [4]*Storage
 }
 
 // noGrad counts nested NoGrad calls. Recording is process-wide, as in PyTorch's grad
@@ -55,7 +59,12 @@ func wants(t *Tensor) bool { return t != nil && t.requiresGrad && GradEnabled() 
 // backward's gradFn indexes them; saved are the tensors backward reads, retained until
 // the node is freed.
 func record(out *Tensor, op string, inputs []*Tensor, saved []*Tensor, backward func(dout []float32, dx gradFn)) {
-	n := &node{op: op, inputs: inputs, backward: backward, needs: make([]bool, len(inputs))}
+	n := &node{op: op, inputs: inputs, backward: backward}
+	n.needs, n.saved = n.needsArr[:0], n.savedArr[:0]
+	if len(inputs) > len(n.needsArr) {
+		n.needs = make([]bool, 0, len(inputs))
+	}
+	n.needs = n.needs[:len(inputs)]
 	for i, in := range inputs {
 		// What the op saved was decided by which inputs needed gradients now; a
 		// parameter unfrozen before Backward must not make backward read an input
@@ -144,17 +153,19 @@ func BackwardWith(outs, grads []*Tensor) {
 			add(d, grads[k].Data())
 		}
 	}
+	var n *node // the node being run; one closure serves them all
+	nodeDx := func(i int) []float32 {
+		if !n.needs[i] {
+			return nil
+		}
+		return dx(n.inputs[i])
+	}
 	for _, t := range order {
-		n := t.node
+		n = t.node
 		g := acc[t]
 		delete(acc, t)
 		if g != nil {
-			n.backward(g.Data(), func(i int) []float32 {
-				if !n.needs[i] {
-					return nil
-				}
-				return dx(n.inputs[i])
-			})
+			n.backward(g.Data(), nodeDx)
 			g.Release()
 		}
 		n.free()

@@ -12,6 +12,9 @@ func xgetbv() (eax, edx uint32)
 type cpuFeatures struct {
 	avx2FMA bool // AVX2 + FMA3, with YMM state enabled by the OS
 	avx512F bool // AVX-512 Foundation, with ZMM/opmask state enabled by the OS
+	// avx512BF16: AVX512_BF16 (VDPBF16PS) with AVX-512 usable, and BMI2 (the pair
+	// packing uses BZHI).
+	avx512BF16 bool
 }
 
 var cpu = detectCPU()
@@ -38,12 +41,18 @@ func detectCPU() cpuFeatures {
 	)
 	osYMM := xcr0&xmmYmmState == xmmYmmState
 	osZMM := osYMM && xcr0&zmmState == zmmState
-	_, ebx7, _, _ := cpuid(7, 0)
+	maxSub7, ebx7, _, _ := cpuid(7, 0)
 	const (
+		bmi2Bit    = 1 << 8
 		avx2Bit    = 1 << 5
 		avx512FBit = 1 << 16
+		avx512BF16 = 1 << 5 // CPUID.(EAX=7, ECX=1):EAX
 	)
 	f.avx2FMA = osYMM && ecx1&fmaBit != 0 && ebx7&avx2Bit != 0
 	f.avx512F = osZMM && f.avx2FMA && ebx7&avx512FBit != 0
+	if maxSub7 >= 1 {
+		eax71, _, _, _ := cpuid(7, 1)
+		f.avx512BF16 = f.avx512F && ebx7&bmi2Bit != 0 && eax71&avx512BF16 != 0
+	}
 	return f
 }

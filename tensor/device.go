@@ -78,11 +78,18 @@ func SetPoolLimit(bytes int64) {
 // alloc returns storage for n elements of dtype dt. The contents are zero when zero
 // is set, otherwise unspecified.
 func (d *cpuDevice) alloc(dt DType, n int, zero bool) *Storage {
+	s := new(Storage)
+	d.allocInto(s, dt, n, zero)
+	return s
+}
+
+// allocInto is alloc into a Storage header the caller provides (see tensorBox).
+func (d *cpuDevice) allocInto(s *Storage, dt DType, n int, zero bool) {
 	if n < 0 {
 		panic(fmt.Sprintf("tensor: alloc of %d elements", n))
 	}
 	bytes := int64(n) * int64(dt.Size())
-	s := &Storage{dev: d, dtype: dt, n: n, refs: 1}
+	*s = Storage{dev: d, dtype: dt, n: n, refs: 1}
 	d.mu.Lock()
 	d.stats.Allocs++
 	d.stats.Live += bytes
@@ -114,7 +121,6 @@ func (d *cpuDevice) alloc(dt DType, n int, zero bool) *Storage {
 		clear(s.u16)
 		clear(s.u8)
 	}
-	return s
 }
 
 // free returns a storage whose last reference was dropped.

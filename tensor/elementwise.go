@@ -13,6 +13,8 @@ package tensor
 var binaryRows = [...]func(o, x, y []float32, sx, sy int){addRow, subRow, mulRow, divRow}
 
 func addRow(o, x, y []float32, sx, sy int) {
+	n := binaryRowFast(opAdd, o, x, y, sx, sy)
+	o, x, y = o[n:], x[n*sx:], y[n*sy:]
 	switch {
 	case sx == 1 && sy == 1:
 		x, y := x[:len(o)], y[:len(o)]
@@ -37,6 +39,8 @@ func addRow(o, x, y []float32, sx, sy int) {
 }
 
 func subRow(o, x, y []float32, sx, sy int) {
+	n := binaryRowFast(opSub, o, x, y, sx, sy)
+	o, x, y = o[n:], x[n*sx:], y[n*sy:]
 	switch {
 	case sx == 1 && sy == 1:
 		x, y := x[:len(o)], y[:len(o)]
@@ -61,6 +65,8 @@ func subRow(o, x, y []float32, sx, sy int) {
 }
 
 func mulRow(o, x, y []float32, sx, sy int) {
+	n := binaryRowFast(opMul, o, x, y, sx, sy)
+	o, x, y = o[n:], x[n*sx:], y[n*sy:]
 	switch {
 	case sx == 1 && sy == 1:
 		x, y := x[:len(o)], y[:len(o)]
@@ -85,6 +91,8 @@ func mulRow(o, x, y []float32, sx, sy int) {
 }
 
 func divRow(o, x, y []float32, sx, sy int) {
+	n := binaryRowFast(opDiv, o, x, y, sx, sy)
+	o, x, y = o[n:], x[n*sx:], y[n*sy:]
 	switch {
 	case sx == 1 && sy == 1:
 		x, y := x[:len(o)], y[:len(o)]
@@ -405,20 +413,11 @@ func dotRow64(x, y []float32, inc int) float64 {
 	return s
 }
 
-func axpyRow(d, x []float32, a float32) {
-	x = x[:len(d)]
-	if a == 1 {
-		for i, v := range x {
-			d[i] += v
-		}
+func mulAccRow(d, x, y []float32, inc int, a float32) {
+	if inc == 1 && a == 1 {
+		mulAccPlusRow(d, x, y, negZero) // 1·p is p: the same results
 		return
 	}
-	for i, v := range x {
-		d[i] += a * v
-	}
-}
-
-func mulAccRow(d, x, y []float32, inc int, a float32) {
 	x = x[:len(d)]
 	if inc == 0 {
 		c := y[0]
@@ -434,14 +433,16 @@ func mulAccRow(d, x, y []float32, inc int, a float32) {
 }
 
 func accRow64(a []float64, x []float32) {
-	x = x[:len(a)]
+	n := acc64Fast(a, x, nil)
+	a, x = a[n:], x[n:len(a)]
 	for i, v := range x {
 		a[i] += float64(v)
 	}
 }
 
 func accMulRow64(a []float64, x, y []float32) {
-	x, y = x[:len(a)], y[:len(a)]
+	n := acc64Fast(a, x, y)
+	a, x, y = a[n:], x[n:len(a)], y[n:len(a)]
 	for i, v := range x {
 		a[i] += float64(v * y[i])
 	}

@@ -7,61 +7,11 @@
 // the exponential), and the exponential is expShiftAVX512's, so the results equal the
 // Go kernels' wherever those use the assembly exp (TestGELUTanhAVX512).
 
-// EXPZ1 sets Z4 = exp(Z1) as expShiftAVX512 computes it (constants in Z18–Z30;
-// clobbers Z2, Z3, K1–K3).
-#define EXPZ1 \
-	VMULPS Z30, Z1, Z2 \
-	VRNDSCALEPS $0, Z2, Z2 \
-	VMOVAPS Z1, Z3 \
-	VFNMADD231PS Z29, Z2, Z3 \
-	VFNMADD231PS Z28, Z2, Z3 \
-	VMULPS Z3, Z3, Z5 \
-	VMOVAPS Z27, Z4 \
-	VFMADD213PS Z26, Z3, Z4 \
-	VFMADD213PS Z25, Z3, Z4 \
-	VFMADD213PS Z24, Z3, Z4 \
-	VFMADD213PS Z23, Z3, Z4 \
-	VFMADD213PS Z22, Z3, Z4 \
-	VFMADD213PS Z3, Z5, Z4 \
-	VADDPS Z21, Z4, Z4 \
-	VSCALEFPS Z2, Z4, Z4 \
-	VCMPPS $0x12, Z20, Z1, K1 \
-	VCMPPS $0x1e, Z19, Z1, K2 \
-	VCMPPS $3, Z1, Z1, K3 \
-	VMOVAPS Z17, K1, Z4 \
-	VMOVAPS Z18, K2, Z4 \
-	VMOVAPS Z1, K3, Z4
+#include "exp_amd64.h"
 
-// EXPCONSTS loads expShiftAVX512's constants into Z17–Z30, 0.044715 into Z16 and
-// −2·√(2/π) into Z15.
-#define EXPCONSTS \
-	MOVL $0x3fb8aa3b, AX \
-	VPBROADCASTD AX, Z30 \
-	MOVL $0x3f318000, AX \
-	VPBROADCASTD AX, Z29 \
-	MOVL $0xb95e8083, AX \
-	VPBROADCASTD AX, Z28 \
-	MOVL $0x39506967, AX \
-	VPBROADCASTD AX, Z27 \
-	MOVL $0x3ab743ce, AX \
-	VPBROADCASTD AX, Z26 \
-	MOVL $0x3c088908, AX \
-	VPBROADCASTD AX, Z25 \
-	MOVL $0x3d2aa9c1, AX \
-	VPBROADCASTD AX, Z24 \
-	MOVL $0x3e2aaaaa, AX \
-	VPBROADCASTD AX, Z23 \
-	MOVL $0x3f000000, AX \
-	VPBROADCASTD AX, Z22 \
-	MOVL $0x3f800000, AX \
-	VPBROADCASTD AX, Z21 \
-	MOVL $0xc2aeac4f, AX \
-	VPBROADCASTD AX, Z20 \
-	MOVL $0x42b17217, AX \
-	VPBROADCASTD AX, Z19 \
-	MOVL $0x7f800000, AX \
-	VPBROADCASTD AX, Z18 \
-	VPXORD Z17, Z17, Z17 \
+// GELUCONSTS loads EXPCONSTS, 0.044715 into Z16 and −2·√(2/π) into Z15.
+#define GELUCONSTS \
+	EXPCONSTS \
 	MOVL $0x3d372713, AX \
 	VPBROADCASTD AX, Z16 \
 	MOVL $0xbfcc422a, AX \
@@ -81,7 +31,7 @@ TEXT ·geluTanhAVX512(SB), NOSPLIT, $0-24
 	MOVQ out+0(FP), DI
 	MOVQ x+8(FP), SI
 	MOVQ n+16(FP), CX
-	EXPCONSTS
+	GELUCONSTS
 	SHRQ $4, CX
 	JZ fdone
 floop:
@@ -107,7 +57,7 @@ TEXT ·geluTanhBackwardAVX512(SB), NOSPLIT, $0-32
 	MOVQ dout+8(FP), DX
 	MOVQ x+16(FP), SI
 	MOVQ n+24(FP), CX
-	EXPCONSTS
+	GELUCONSTS
 	MOVL $0x41200000, AX // 10
 	VPBROADCASTD AX, Z14
 	MOVL $0xc1200000, AX // −10

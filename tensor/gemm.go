@@ -36,6 +36,17 @@ type microKernel struct {
 	kc     int // K block: a KC×NR B micro-panel should sit in L1
 	mc     int // max rows of A per task (MC×KC packed A block sits in L2)
 	nc     int // N block (KC×NC packed B block sits in L2/L3)
+	// pairs: the panels hold pairs of bfloat16 along K, one 32-bit word per pair
+	// (gemm_bf16.go), and the kernel's k counts pairs.
+	pairs bool
+}
+
+// words returns how many 32-bit words a panel row of kc elements of K takes.
+func (k *microKernel) words(kc int) int {
+	if k.pairs {
+		return (kc + 1) / 2
+	}
+	return kc
 }
 
 // Micro-kernel ids for callKernel.
@@ -43,6 +54,7 @@ const (
 	kidGo = iota
 	kidAVX2
 	kidAVX512
+	kidBF16
 )
 
 const (
@@ -169,6 +181,7 @@ type gemmArgs struct {
 	b16            []uint16
 	isB16, bf16    bool
 	ldb            int
+	lowp           bool // round A and B to bfloat16 while packing (GemmBF16)
 	c              []float32
 	ldc            int
 }
@@ -216,13 +229,15 @@ func lenIf(used bool, have int) int {
 	return int(^uint(0) >> 1)
 }
 
-// gemmBBuf is the packed B block of one GEMM call, shared by its workers.
-type gemmBBuf struct{ b []float32 }
+// gemmBBuf is the packed B block of one GEMM call. tmp holds one float32 panel on its
+// way to bfloat16 pairs (GemmBF16).
+type gemmBBuf struct{ b, tmp []float32 }
 
 // gemmABuf is one worker's packed A block. step/rb record what it holds, so a worker
 // that gets several tasks of the same row block packs it only once.
 type gemmABuf struct {
 	a    []float32
+	tmp  []float32 // as gemmBBuf.tmp
 	step uint64
 	rb   int
 }
@@ -271,42 +286,57 @@ func (g *gemmArgs) run(workers int) {
 // worse on the 2-core Zen 5 VM this was tuned on.) The grid is chosen to minimise the busiest worker's compute plus the
 // packing it repeats: M splits repeat B packing, N splits repeat A packing.
 func (g *gemmArgs) runParallel(workers int) {
-	kern := activeKernel
+	kern := g.kernel()
 	mr, nr := kern.mr, kern.nr
 	mP, nP := ceilDiv(g.m, mr), ceilDiv(g.n, nr)
 	wm, wn := gemmSplit(mP, nP, mr, nr, g.k, workers)
-	sub := new(gemmArgs) // a heap copy, so that g itself (serial calls) does not escape
-	*sub = *g
-	parallelFor(wm*wn, 1, func(lo, hi int) {
-		g := sub
-		for t := lo; t < hi; t++ {
-			bi, bj := t/wn, t%wn
-			r0, r1 := min(g.m, bi*mP/wm*mr), min(g.m, (bi+1)*mP/wm*mr)
-			c0, c1 := min(g.n, bj*nP/wn*nr), min(g.n, (bj+1)*nP/wn*nr)
-			if r0 >= r1 || c0 >= c1 {
-				continue
-			}
-			s := *sub
-			s.m, s.n = r1-r0, c1-c0
-			s.c = g.c[r0*g.ldc+c0:]
-			if g.transA {
-				s.a = g.a[r0:]
-			} else {
-				s.a = g.a[r0*g.lda:]
-			}
-			switch {
-			case g.isB16 && g.transB:
-				s.b16 = g.b16[c0*g.ldb:]
-			case g.isB16:
-				s.b16 = g.b16[c0:]
-			case g.transB:
-				s.b = g.b[c0*g.ldb:]
-			default:
-				s.b = g.b[c0:]
-			}
-			s.runSerial()
+	t := gemmTasks.Get().(*gemmParTask)
+	t.g, t.wm, t.wn, t.mP, t.nP, t.mr, t.nr = *g, wm, wn, mP, nP, mr, nr
+	parallelRange(wm*wn, 1, t)
+	*t = gemmParTask{}
+	gemmTasks.Put(t)
+}
+
+// gemmParTask is one runParallel call: the worker grid over C. It is recycled through
+// gemmTasks so that a parallel GEMM allocates nothing.
+type gemmParTask struct {
+	g              gemmArgs
+	wm, wn, mP, nP int
+	mr, nr         int
+}
+
+var gemmTasks = sync.Pool{New: func() any { return new(gemmParTask) }}
+
+// run computes blocks [lo, hi) of the grid, each as a serial GEMM.
+func (t *gemmParTask) run(lo, hi int) {
+	g, mr, nr := &t.g, t.mr, t.nr
+	for b := lo; b < hi; b++ {
+		bi, bj := b/t.wn, b%t.wn
+		r0, r1 := min(g.m, bi*t.mP/t.wm*mr), min(g.m, (bi+1)*t.mP/t.wm*mr)
+		c0, c1 := min(g.n, bj*t.nP/t.wn*nr), min(g.n, (bj+1)*t.nP/t.wn*nr)
+		if r0 >= r1 || c0 >= c1 {
+			continue
 		}
-	})
+		s := *g
+		s.m, s.n = r1-r0, c1-c0
+		s.c = g.c[r0*g.ldc+c0:]
+		if g.transA {
+			s.a = g.a[r0:]
+		} else {
+			s.a = g.a[r0*g.lda:]
+		}
+		switch {
+		case g.isB16 && g.transB:
+			s.b16 = g.b16[c0*g.ldb:]
+		case g.isB16:
+			s.b16 = g.b16[c0:]
+		case g.transB:
+			s.b = g.b[c0*g.ldb:]
+		default:
+			s.b = g.b[c0:]
+		}
+		s.runSerial()
+	}
 }
 
 // gemmSplit picks the worker grid wm×wn (wm·wn = workers) that minimises the estimated
@@ -332,7 +362,7 @@ func gemmSplit(mP, nP, mr, nr, k, workers int) (wm, wn int) {
 // runSerial executes the GEMM on the calling goroutine.
 func (g *gemmArgs) runSerial() {
 	m, n, k := g.m, g.n, g.k
-	kern := activeKernel
+	kern := g.kernel()
 	mr, nr := kern.mr, kern.nr
 
 	// Balanced blocks: K split into equal pieces no larger than kc (a multiple of 4),
@@ -348,7 +378,7 @@ func (g *gemmArgs) runSerial() {
 	bb.b = grow(bb.b, kc*nc)
 	defer gemmBPool.Put(bb)
 
-	ph := gemmPhase{g: *g, kern: kern, b: bb.b, mP: mP}
+	ph := gemmPhase{g: *g, kern: kern, b: bb.b, mP: mP, bb: bb}
 	ph.nrb, ph.ncc = ceilDiv(mP, max(1, kern.mc/mr)), 1
 	for jc := 0; jc < n; jc += nc {
 		ph.jc, ph.ncur = jc, min(nc, n-jc)
@@ -371,6 +401,7 @@ type gemmPhase struct {
 	g        gemmArgs // a copy: a pointer would make the caller's arguments escape
 	kern     *microKernel
 	b        []float32 // packed B block
+	bb       *gemmBBuf // b's buffer (its tmp serves the bfloat16 packing)
 	step     uint64    // unique id of this step (for gemmABuf)
 	jc, ncur int       // N block: first column, columns
 	nP       int       // NR panels in the N block
@@ -383,8 +414,16 @@ type gemmPhase struct {
 // packB packs B panels [lo, hi) of the current block.
 func (ph *gemmPhase) packB(lo, hi int) {
 	nr, kc := ph.kern.nr, ph.kc
+	kw := ph.kern.words(kc)
 	for v := lo; v < hi; v++ {
-		ph.g.packBPanel(ph.b[v*kc*nr:(v+1)*kc*nr], ph.jc+v*nr, min(nr, ph.ncur-v*nr), ph.pc, kc, nr)
+		dst, j0, cols := ph.b[v*kw*nr:(v+1)*kw*nr], ph.jc+v*nr, min(nr, ph.ncur-v*nr)
+		if !ph.g.lowp {
+			ph.g.packBPanel(dst, j0, cols, ph.pc, kc, nr)
+			continue
+		}
+		ph.bb.tmp = grow(ph.bb.tmp, (kc+1)*nr)
+		ph.g.packBPanel(ph.bb.tmp, j0, cols, ph.pc, kc, nr)
+		lowpPanel(ph.kern, dst, ph.bb.tmp, kc, nr)
 	}
 }
 
@@ -392,6 +431,7 @@ func (ph *gemmPhase) packB(lo, hi int) {
 // worker's buffer already holds them), then sweep its column chunk.
 func (ph *gemmPhase) compute(lo, hi int) {
 	mr, kc, m := ph.kern.mr, ph.kc, ph.g.m
+	kw := ph.kern.words(kc)
 	ab := gemmAPool.Get().(*gemmABuf)
 	for t := lo; t < hi; t++ {
 		rb, cb := t/ph.ncc, t%ph.ncc
@@ -400,20 +440,27 @@ func (ph *gemmPhase) compute(lo, hi int) {
 		i0 := p0 * mr
 		rows := min(m, p1*mr) - i0
 		if ab.step != ph.step || ab.rb != rb {
-			ab.a = grow(ab.a, (p1-p0)*mr*kc)
+			ab.a = grow(ab.a, (p1-p0)*mr*kw)
 			for u := 0; u < p1-p0; u++ {
-				ph.g.packAPanel(ab.a[u*kc*mr:(u+1)*kc*mr], i0+u*mr, min(mr, rows-u*mr), ph.pc, kc, mr)
+				dst, r0, rs := ab.a[u*kw*mr:(u+1)*kw*mr], i0+u*mr, min(mr, rows-u*mr)
+				if !ph.g.lowp {
+					ph.g.packAPanel(dst, r0, rs, ph.pc, kc, mr)
+					continue
+				}
+				ab.tmp = grow(ab.tmp, (kc+1)*mr)
+				ph.g.packAPanel(ab.tmp, r0, rs, ph.pc, kc, mr)
+				lowpPanel(ph.kern, dst, ab.tmp, kc, mr)
 			}
 			ab.step, ab.rb = ph.step, rb
 		}
-		ph.g.macro(ph.kern, ab.a, ph.b, kc, i0, rows, 0, p1-p0, ph.jc, ph.ncur, q0, q1, ph.beta)
+		ph.g.macro(ph.kern, ab.a, ph.b, kw, i0, rows, 0, p1-p0, ph.jc, ph.ncur, q0, q1, ph.beta)
 	}
 	gemmAPool.Put(ab)
 }
 
 // macro runs the micro-kernel over MR panels [p0, p1) of the packed A super-block that
 // starts at row i0 (rows valid rows) and NR panels [q0, q1) of the packed B block that
-// starts at column jc (ncur valid columns).
+// starts at column jc (ncur valid columns). kc is the panels' length in words.
 func (g *gemmArgs) macro(kern *microKernel, pa, pb []float32, kc, i0, rows, p0, p1, jc, ncur, q0, q1 int, beta float32) {
 	mr, nr := kern.mr, kern.nr
 	var tile [maxTile]float32

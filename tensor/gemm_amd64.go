@@ -14,6 +14,9 @@ package tensor
 func sgemmKernelAVX512(k int, a, b, c *float32, ldc int, alpha, beta float32)
 
 //go:noescape
+func sgemmKernelBF16AVX512(k int, a, b, c *float32, ldc int, alpha, beta float32)
+
+//go:noescape
 func sgemmKernelAVX2(k int, a, b, c *float32, ldc int, alpha, beta float32)
 
 var kernelAVX512 = &microKernel{
@@ -24,6 +27,34 @@ var kernelAVX512 = &microKernel{
 var kernelAVX2 = &microKernel{
 	name: "avx2", id: kidAVX2, mr: 6, nr: 16,
 	kc: 256, mc: 120, nc: 4096,
+}
+
+// kernelBF16 is GemmBF16's micro-kernel: panels of bfloat16 pairs, so a K block of
+// 512 takes the bytes of the float32 kernel's 256.
+var kernelBF16 = &microKernel{
+	name: "avx512bf16", id: kidBF16, mr: 14, nr: 32,
+	kc: 512, mc: 168, nc: 4096, pairs: true,
+}
+
+// bf16Kernel returns the bfloat16 pair kernel, or nil where the CPU lacks AVX512_BF16.
+func bf16Kernel() *microKernel {
+	if cpu.avx512BF16 {
+		return kernelBF16
+	}
+	return nil
+}
+
+//go:noescape
+func bf16PairsAVX512(dst, src *float32, w, pairs int)
+
+// bf16Pairs is bf16PairsGo (gemm_bf16.go) in assembly; only the pair kernel's packing
+// calls it, so the CPU has AVX512_BF16 (and BMI2).
+func bf16Pairs(dst, src []float32, w, pairs int) {
+	if pairs == 0 || w == 0 {
+		return
+	}
+	_, _ = dst[pairs*w-1], src[2*pairs*w-1]
+	bf16PairsAVX512(&dst[0], &src[0], w, pairs)
 }
 
 // availableKernels lists the micro-kernels this CPU can run, fastest first.
@@ -45,6 +76,8 @@ func callKernel(kern *microKernel, k int, a, b, c *float32, ldc int, alpha, beta
 		sgemmKernelAVX512(k, a, b, c, ldc, alpha, beta)
 	case kidAVX2:
 		sgemmKernelAVX2(k, a, b, c, ldc, alpha, beta)
+	case kidBF16:
+		sgemmKernelBF16AVX512(k, a, b, c, ldc, alpha, beta)
 	default:
 		sgemmKernelGo(k, a, b, c, ldc, alpha, beta)
 	}

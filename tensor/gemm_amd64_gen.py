@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-# Generates gemm_amd64.s: the AVX-512 (14x32) and AVX2 (6x16) float32 GEMM micro-kernels
+# Generates gemm_amd64.s: the AVX-512 (14x32) and AVX2 (6x16) float32 GEMM micro-kernels,
+# the AVX512_BF16 (14x32, bfloat16 pairs) micro-kernel
 # and the AVX-512 16x16 transposing pack routines. Usage: python3 gemm_amd64_gen.py > gemm_amd64.s
 import sys
 MR = int(sys.argv[1]) if len(sys.argv) > 1 else 14
@@ -17,7 +18,19 @@ w("")
 w('#include "textflag.h"')
 w("")
 
-def kernel(name, mr, nv, vw, reg, unroll, pfa, bcst):
+def vdpbf16ps(dst, src1, src2):
+    # VDPBF16PS zmm_dst, zmm_src1, zmm_src2 (EVEX.512.F3.0F38.W0 52 /r, register form):
+    # dst.f32[i] += src1.bf16[2i+1]*src2.bf16[2i+1] + src1.bf16[2i]*src2.bf16[2i].
+    # Go's assembler (1.26) has no AVX512_BF16 mnemonics, so the bytes are spelled out.
+    R, Rp, B, X, Vp = (dst >> 3) & 1, (dst >> 4) & 1, (src2 >> 3) & 1, (src2 >> 4) & 1, (src1 >> 4) & 1
+    p0 = (1 - R) << 7 | (1 - X) << 6 | (1 - B) << 5 | (1 - Rp) << 4 | 0b0010  # map 0F38
+    p1 = 0 << 7 | (~src1 & 0xF) << 3 | 1 << 2 | 0b10                          # W0, vvvv, pp = F3
+    p2 = 0 << 7 | 0b10 << 5 | 0 << 4 | (1 - Vp) << 3                           # 512-bit, no mask
+    modrm = 0xC0 | (dst & 7) << 3 | (src2 & 7)
+    return "; ".join("BYTE $0x%02x" % v for v in (0x62, p0, p1, p2, 0x52, modrm)) + \
+        " // VDPBF16PS Z%d, Z%d, Z%d" % (src2, src1, dst)
+
+def kernel(name, mr, nv, vw, reg, unroll, pfa, bcst, bf16=False):
     nr = nv * vw
     nacc = mr * nv
     breg = [reg + str(nacc + i) for i in range(nv)]
@@ -25,6 +38,9 @@ def kernel(name, mr, nv, vw, reg, unroll, pfa, bcst):
     acc = lambda r, v: reg + str(r * nv + v)
     w("// func %s(k int, a, b, c *float32, ldc int, alpha, beta float32)" % name)
     w("// C[%dx%d] (row stride ldc) = alpha * Apanel(k x %d) * Bpanel(k x %d) + beta*C; beta == 0: C is not read." % (mr, nr, mr, nr))
+    if bf16:
+        w("// Panels hold pairs of bfloat16 (one 32-bit word: element 2p low, 2p+1 high) and k counts")
+        w("// the pairs: each step is VDPBF16PS, two products of bfloat16 added in float32.")
     w("TEXT ·%s(SB), NOSPLIT, $0-48" % name)
     w("\tMOVQ k+0(FP), CX")
     w("\tMOVQ a+8(FP), SI")
@@ -50,6 +66,11 @@ def kernel(name, mr, nv, vw, reg, unroll, pfa, bcst):
             if bcst:
                 for v in range(nv):
                     w("\tVFMADD231PS.BCST %d(SI), %s, %s" % (off_a + 4 * r, breg[v], acc(r, v)))
+            elif bf16:
+                t = tmp[r % 2]
+                w("\tVPBROADCASTD %d(SI), %s" % (off_a + 4 * r, t))
+                for v in range(nv):
+                    w("\t" + vdpbf16ps(int(acc(r, v)[1:]), int(breg[v][1:]), int(t[1:])))
             else:
                 t = tmp[r % 2]
                 w("\tVBROADCASTSS %d(SI), %s" % (off_a + 4 * r, t))
@@ -109,6 +130,7 @@ def kernel(name, mr, nv, vw, reg, unroll, pfa, bcst):
 
 kernel("sgemmKernelAVX512", MR, NV, 16, "Z", UNROLL, PFA, BCST)
 kernel("sgemmKernelAVX2", 6, 2, 8, "Y", 4, 0, 0)
+kernel("sgemmKernelBF16AVX512", 14, 2, 16, "Z", 4, 512, 0, bf16=True)
 
 # ---- transposing pack routines (AVX-512) ----
 def transpose_pack(name, rows, dst_stride_arg):

@@ -19,6 +19,12 @@ func BenchmarkGemmTransA1024(b *testing.B)    { benchGemmT(b, true, false, 1024,
 func BenchmarkGemmB16BF1024(b *testing.B)     { benchGemmB16(b, true, 1024, 1024, 1024) }
 func BenchmarkGemmBatched64x128(b *testing.B) { benchGemmBatched(b, 64, 128, 64, 128) }
 
+func BenchmarkGemmBF16_1024(b *testing.B)           { benchGemmBF16(b, 1024, 1024, 1024) }
+func BenchmarkGemmBF16_4096x1152x1152(b *testing.B) { benchGemmBF16(b, 4096, 1152, 1152) }
+func BenchmarkGemmBF16_512x4096x512(b *testing.B)   { benchGemmBF16(b, 512, 4096, 512) }
+func BenchmarkGemmBF16_256x384x1536(b *testing.B)   { benchGemmBF16(b, 256, 384, 1536) }
+func BenchmarkGemmBF16_4096x320x320(b *testing.B)   { benchGemmBF16(b, 4096, 320, 320) }
+
 // benchGemm times C = A·B (beta = 0) for A m×k, B k×n, all row-major and contiguous.
 func benchGemm(b *testing.B, m, k, n int) { benchGemmT(b, false, false, m, k, n) }
 
@@ -37,6 +43,18 @@ func benchGemmT(b *testing.B, transA, transB bool, m, k, n int) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		Gemm(transA, transB, m, n, k, 1, a, lda, bb, ldb, 0, c, n)
+	}
+	reportGFLOPS(b, m, k, n, 1)
+}
+
+func benchGemmBF16(b *testing.B, m, k, n int) {
+	rng := rand.New(rand.NewSource(1))
+	a, bb, c := randSlice(rng, m*k), randSlice(rng, k*n), make([]float32, m*n)
+	GemmBF16(false, false, m, n, k, 1, a, k, bb, n, 0, c, n) // warm the pools
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		GemmBF16(false, false, m, n, k, 1, a, k, bb, n, 0, c, n)
 	}
 	reportGFLOPS(b, m, k, n, 1)
 }

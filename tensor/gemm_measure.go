@@ -9,7 +9,14 @@ import (
 // MeasureGemm times C[m,n] = A[m,k]·B[k,n] on random float32 data with the current
 // thread count and returns GFLOP/s: 2·m·k·n per call over the median of seven
 // samples, each lasting at least minTime/7 seconds, after two warm-up calls.
-func MeasureGemm(m, k, n int, minTime float64) float64 {
+func MeasureGemm(m, k, n int, minTime float64) float64 { return measureGemm(Gemm, m, k, n, minTime) }
+
+// MeasureGemmBF16 is MeasureGemm for GemmBF16.
+func MeasureGemmBF16(m, k, n int, minTime float64) float64 {
+	return measureGemm(GemmBF16, m, k, n, minTime)
+}
+
+func measureGemm(gemm func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int), m, k, n int, minTime float64) float64 {
 	rng := rand.New(rand.NewPCG(1, 2))
 	a, b, c := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
 	for i := range a {
@@ -18,7 +25,7 @@ func MeasureGemm(m, k, n int, minTime float64) float64 {
 	for i := range b {
 		b[i] = rng.Float32()
 	}
-	call := func() { Gemm(false, false, m, n, k, 1, a, k, b, n, 0, c, n) }
+	call := func() { gemm(false, false, m, n, k, 1, a, k, b, n, 0, c, n) }
 	call()
 	t0 := time.Now()
 	call()

@@ -107,10 +107,7 @@ func modulateForward(out, x, shift, scale []float32, n, t, d int) {
 		s := r / t
 		o, xs := out[r*d+lo:r*d+hi], x[r*d+lo:r*d+hi]
 		sh, sc := shift[s*d+lo:s*d+hi], scale[s*d+lo:s*d+hi]
-		sh, sc = sh[:len(o)], sc[:len(o)]
-		for j, v := range xs[:len(o)] {
-			o[j] = float32(v*(sc[j]+1)) + sh[j]
-		}
+		mulAddRow(o, xs, sc, sh, 1) // float32(v·(sc+1)) + sh
 	})
 }
 
@@ -125,21 +122,13 @@ func modulateBackward(dx, dshift, dscale, dout, x, scale []float32, n, t, d int)
 			r := (s*t+i)*d + c0
 			g := dout[r : r+w]
 			if dx != nil {
-				dr := dx[r : r+w]
-				for j, v := range g {
-					dr[j] += float32(v * (sc[j] + 1))
-				}
+				mulAccPlusRow(dx[r:r+w], g, sc, 1) // dx += float32(g·(sc+1))
 			}
 			if dshift != nil {
-				for j, v := range g {
-					accSh[j] += float64(v)
-				}
+				accRow64(accSh[:w], g)
 			}
 			if dscale != nil {
-				xs := x[r : r+w]
-				for j, v := range g {
-					accSc[j] += float64(v * xs[j])
-				}
+				accMulRow64(accSc[:w], g, x[r:r+w])
 			}
 		}
 		for j := range w {
@@ -159,10 +148,7 @@ func gatedAddForward(out, x, gate, h []float32, n, t, d int) {
 		s := r / t
 		o := out[r*d+lo : r*d+hi]
 		xs, hs, g := x[r*d+lo:r*d+hi], h[r*d+lo:r*d+hi], gate[s*d+lo:s*d+hi]
-		xs, hs, g = xs[:len(o)], hs[:len(o)], g[:len(o)]
-		for j := range o {
-			o[j] = xs[j] + float32(g[j]*hs[j])
-		}
+		mulAddRow(o, g, hs, xs, negZero) // xs + float32(g·hs)
 	})
 }
 
@@ -180,16 +166,10 @@ func gatedAddBackward(dx, dgate, dh, dout, gate, h []float32, n, t, d int) {
 				axpyRow(dx[r:r+w], gr, 1)
 			}
 			if dh != nil {
-				dr := dh[r : r+w]
-				for j, v := range gr {
-					dr[j] += float32(v * g[j])
-				}
+				mulAccPlusRow(dh[r:r+w], gr, g, negZero) // dh += float32(dout·gate)
 			}
 			if dgate != nil {
-				hs := h[r : r+w]
-				for j, v := range gr {
-					acc[j] += float64(v * hs[j])
-				}
+				accMulRow64(acc[:w], gr, h[r:r+w])
 			}
 		}
 		if dgate != nil {

@@ -31,17 +31,27 @@ func checkGroupNorm(kernel string, N, C, HW, G int) {
 // references compute them on their own).
 func meanRstd(xs []float32, eps float32) (mu, rstd float64) {
 	n := float64(max(len(xs), 1))
-	var s float64
-	for _, v := range xs {
-		s += float64(v)
+	mu = rowSum64(xs) / n
+	return mu, 1 / math.Sqrt(rowCentredSq64(xs, mu)/n+float64(eps))
+}
+
+// unitF32 and zeroF32 stand in for a missing weight or bias (with increment 0).
+var unitF32, zeroF32 = []float32{1}, []float32{0}
+
+// weightOr returns w with increment 1, or def (one value, increment 0) when w is nil.
+func weightOr(w, def []float32) ([]float32, int) {
+	if w == nil {
+		return def, 0
 	}
-	mu = s / n
-	var ss float64
-	for _, v := range xs {
-		d := float64(v) - mu
-		ss += d * d
+	return w, 1
+}
+
+// channelOr returns w[c:] with increment 0 (w[c] for every element), or def.
+func channelOr(w []float32, c int, def []float32) []float32 {
+	if w == nil {
+		return def
 	}
-	return mu, 1 / math.Sqrt(ss/n+float64(eps))
+	return w[c : c+1]
 }
 
 // groupNormForward normalises x [N, C, HW] over each of G groups of C/G channels,
@@ -66,18 +76,8 @@ func groupNormForward(out, mean, rstd, x, w, b []float32, N, C, HW, G int, eps f
 			mean[ng], rstd[ng] = float32(mu), float32(r)
 			c0 := (ng % G) * Cg
 			for ci := 0; ci < Cg; ci++ {
-				sc, sh := r, 0.0
-				if w != nil {
-					sc *= float64(w[c0+ci])
-				}
-				if b != nil {
-					sh = float64(b[c0+ci])
-				}
-				xr := xs[ci*HW : ci*HW+HW]
-				or := out[base+ci*HW : base+ci*HW+HW]
-				for i, v := range xr {
-					or[i] = float32((float64(v)-mu)*sc + sh)
-				}
+				normRow(out[base+ci*HW:base+ci*HW+HW], xs[ci*HW:ci*HW+HW],
+					channelOr(w, c0+ci, unitF32), 0, channelOr(b, c0+ci, zeroF32), 0, mu, r)
 			}
 		}
 	})
@@ -111,27 +111,14 @@ func groupNormBackward(dx, dw, db, dout, x, w, mean, rstd []float32, N, C, HW, G
 						wc = float64(w[c0+ci])
 					}
 					off := base + ci*HW
-					var s1, s2 float64
-					for i, g := range dout[off : off+HW] {
-						gv := float64(g)
-						s1 += gv
-						s2 += gv * (float64(x[off+i]) - mu)
-					}
+					s1, s2 := rowGradSums64(dout[off:off+HW], x[off:off+HW], unitF32, 0, mu)
 					sa += wc * s1
 					sb += wc * s2 * r
 				}
 				a, bb := sa/float64(max(n, 1)), sb/float64(max(n, 1))
 				for ci := 0; ci < Cg; ci++ {
-					wc := 1.0
-					if w != nil {
-						wc = float64(w[c0+ci])
-					}
 					off := base + ci*HW
-					d := dx[off : off+HW]
-					for i, g := range dout[off : off+HW] {
-						xh := (float64(x[off+i]) - mu) * r
-						d[i] += float32(r * (float64(g)*wc - a - xh*bb))
-					}
+					normDxRow(dx[off:off+HW], dout[off:off+HW], x[off:off+HW], channelOr(w, c0+ci, unitF32), 0, mu, r, a, bb)
 				}
 			}
 		})
@@ -147,11 +134,7 @@ func groupNormBackward(dx, dw, db, dout, x, w, mean, rstd []float32, N, C, HW, G
 			for s := 0; s < N; s++ {
 				mu, r := float64(mean[s*G+g]), float64(rstd[s*G+g])
 				off := (s*C + c) * HW
-				var s1, s2 float64
-				for i, gv := range dout[off : off+HW] {
-					s1 += float64(gv)
-					s2 += float64(gv) * (float64(x[off+i]) - mu)
-				}
+				s1, s2 := rowGradSums64(dout[off:off+HW], x[off:off+HW], unitF32, 0, mu)
 				sb += s1
 				sw += s2 * r
 			}
@@ -261,30 +244,14 @@ func layerNormForward(out, mean, rstd, x, w, b []float32, rows, C int, eps float
 	kernelCheckLen(k, "rstd", len(rstd), rows)
 	kernelCheckOptLen(k, "w", w, C)
 	kernelCheckOptLen(k, "b", b, C)
+	wv, wInc := weightOr(w, unitF32)
+	bv, bInc := weightOr(b, zeroF32)
 	parallelFor(rows, max(1, kernelGrain/max(C, 1)), func(lo, hi int) {
 		for row := lo; row < hi; row++ {
 			xs := x[row*C : row*C+C]
 			mu, r := meanRstd(xs, eps)
 			mean[row], rstd[row] = float32(mu), float32(r)
-			ys := out[row*C : row*C+C]
-			switch {
-			case w != nil && b != nil:
-				for i, v := range xs {
-					ys[i] = float32((float64(v)-mu)*r*float64(w[i]) + float64(b[i]))
-				}
-			case w != nil:
-				for i, v := range xs {
-					ys[i] = float32((float64(v) - mu) * r * float64(w[i]))
-				}
-			case b != nil:
-				for i, v := range xs {
-					ys[i] = float32((float64(v)-mu)*r + float64(b[i]))
-				}
-			default:
-				for i, v := range xs {
-					ys[i] = float32((float64(v) - mu) * r)
-				}
-			}
+			normRow(out[row*C:row*C+C], xs, wv, wInc, bv, bInc, mu, r)
 		}
 	})
 }
@@ -308,6 +275,7 @@ func layerNormBackward(dx, dw, db, dout, x, w, mean, rstd []float32, rows, C int
 	if dw != nil || db != nil {
 		part = make([]float64, slots*2*C)
 	}
+	wv, wInc := weightOr(w, unitF32)
 	parallelFor(slots, 1, func(lo, hi int) {
 		for sl := lo; sl < hi; sl++ {
 			var pw, pb []float64
@@ -320,34 +288,15 @@ func layerNormBackward(dx, dw, db, dout, x, w, mean, rstd []float32, rows, C int
 				xs := x[row*C : row*C+C]
 				gs := dout[row*C : row*C+C]
 				if part != nil {
-					for i, g := range gs {
-						gv := float64(g)
-						pw[i] += gv * (float64(xs[i]) - mu) * r
-						pb[i] += gv
-					}
+					normPartRow(pw, pb, gs, xs, mu, r)
 				}
 				if dx == nil {
 					continue
 				}
-				var s1, s2 float64
-				for i, g := range gs {
-					d := float64(g)
-					if w != nil {
-						d *= float64(w[i])
-					}
-					s1 += d
-					s2 += d * (float64(xs[i]) - mu)
-				}
+				s1, s2 := rowGradSums64(gs, xs, wv, wInc, mu)
 				a := s1 / float64(C)
 				bb := s2 * r / float64(C)
-				ds := dx[row*C : row*C+C]
-				for i, g := range gs {
-					d := float64(g)
-					if w != nil {
-						d *= float64(w[i])
-					}
-					ds[i] += float32(r * (d - a - (float64(xs[i])-mu)*r*bb))
-				}
+				normDxRow(dx[row*C:row*C+C], gs, xs, wv, wInc, mu, r, a, bb)
 			}
 		}
 	})
@@ -452,25 +401,13 @@ func rmsNormForward(out, rstd, x, w []float32, rows, C int, eps float32) {
 	kernelCheckLen(k, "out", len(out), rows*C)
 	kernelCheckLen(k, "rstd", len(rstd), rows)
 	kernelCheckOptLen(k, "w", w, C)
+	wv, wInc := weightOr(w, unitF32)
 	parallelFor(rows, max(1, kernelGrain/max(C, 1)), func(lo, hi int) {
 		for row := lo; row < hi; row++ {
 			xs := x[row*C : row*C+C]
-			var ss float64
-			for _, v := range xs {
-				ss += float64(v) * float64(v)
-			}
-			r := 1 / math.Sqrt(ss/float64(max(C, 1))+float64(eps))
+			r := 1 / math.Sqrt(rowCentredSq64(xs, 0)/float64(max(C, 1))+float64(eps))
 			rstd[row] = float32(r)
-			ys := out[row*C : row*C+C]
-			if w != nil {
-				for i, v := range xs {
-					ys[i] = float32(float64(v) * r * float64(w[i]))
-				}
-			} else {
-				for i, v := range xs {
-					ys[i] = float32(float64(v) * r)
-				}
-			}
+			normRow(out[row*C:row*C+C], xs, wv, wInc, zeroF32, 0, 0, r)
 		}
 	})
 }
@@ -493,6 +430,7 @@ func rmsNormBackward(dx, dw, dout, x, w, rstd []float32, rows, C int) {
 	if dw != nil {
 		part = make([]float64, slots*C)
 	}
+	wv, wInc := weightOr(w, unitF32)
 	parallelFor(slots, 1, func(lo, hi int) {
 		for sl := lo; sl < hi; sl++ {
 			var pw []float64
@@ -504,30 +442,14 @@ func rmsNormBackward(dx, dw, dout, x, w, rstd []float32, rows, C int) {
 				xs := x[row*C : row*C+C]
 				gs := dout[row*C : row*C+C]
 				if pw != nil {
-					for i, g := range gs {
-						pw[i] += float64(g) * float64(xs[i]) * r
-					}
+					normPartRow(pw, nil, gs, xs, 0, r)
 				}
 				if dx == nil {
 					continue
 				}
-				var s float64
-				for i, g := range gs {
-					d := float64(g)
-					if w != nil {
-						d *= float64(w[i])
-					}
-					s += d * float64(xs[i])
-				}
-				c := r * r * s / float64(C)
-				ds := dx[row*C : row*C+C]
-				for i, g := range gs {
-					d := float64(g)
-					if w != nil {
-						d *= float64(w[i])
-					}
-					ds[i] += float32(r * (d - float64(xs[i])*c))
-				}
+				// dx = r·(d − x·r²·s/C) with s = Σ d·x: normDxRow with mu = a = 0.
+				_, s := rowGradSums64(gs, xs, wv, wInc, 0)
+				normDxRow(dx[row*C:row*C+C], gs, xs, wv, wInc, 0, r, 0, r*s/float64(C))
 			}
 		}
 	})

@@ -34,7 +34,7 @@ func Reshape(x *Tensor, shape ...int) *Tensor {
 func view(x *Tensor, op string, off int, shape []int) *Tensor {
 	s := x.live()
 	s.retain()
-	out := &Tensor{st: s, off: off, shape: shape}
+	out := newView(s, off, shape)
 	if needsGrad(x) {
 		rel := off - x.off
 		record(out, op, []*Tensor{x}, nil, func(dout []float32, dx gradFn) {
@@ -200,7 +200,7 @@ func Slice(x *Tensor, ax, start, end int) *Tensor {
 	if start < 0 || end > x.shape[ax] || start > end {
 		panic(fmt.Sprintf("tensor.Slice: [%d:%d] on axis %d of shape %v", start, end, ax, x.shape))
 	}
-	shape := slices.Clone(x.shape)
+	shape := append(make([]int, 0, 8), x.shape...)
 	shape[ax] = end - start
 	inner := numel(x.shape[ax+1:])
 	outer := numel(x.shape[:ax])

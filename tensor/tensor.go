@@ -22,28 +22,73 @@ func numel(shape []int) int {
 	n := 1
 	for _, d := range shape {
 		if d < 0 {
-			panic(fmt.Sprintf("tensor: negative dimension in shape %v", shape))
+			panic(fmt.Sprintf("tensor: negative dimension in shape %v", slices.Clone(shape))) // a copy keeps shape from escaping
 		}
 		n *= d
 	}
 	return n
 }
 
+// tensorBox is a tensor, its storage header and a shape of rank <= 4 in one Go
+// allocation: a training step makes thousands of tensors, and their buffers already
+// come from the pool.
+type tensorBox struct {
+	t    Tensor
+	s    Storage
+	dims [4]int
+}
+
+// makeTensor returns a tensor of the given shape with new storage of dtype dt (zeroed
+// when zero is set).
+func makeTensor(dt DType, zero bool, shape []int) *Tensor {
+	b := new(tensorBox)
+	CPU.allocInto(&b.s, dt, numel(shape), zero)
+	b.t.st = &b.s
+	b.t.shape = copyShape(&b.dims, shape)
+	return &b.t
+}
+
+// viewBox is a tensor and a shape of rank <= 4 in one Go allocation.
+type viewBox struct {
+	t    Tensor
+	dims [4]int
+}
+
+// newView returns a tensor on s (which the caller has retained) from element off.
+func newView(s *Storage, off int, shape []int) *Tensor {
+	b := new(viewBox)
+	b.t.st, b.t.off = s, off
+	b.t.shape = copyShape(&b.dims, shape)
+	return &b.t
+}
+
+// copyShape copies shape into dims when it fits, or into a new slice.
+func copyShape(dims *[4]int, shape []int) []int {
+	var out []int
+	if len(shape) > len(dims) {
+		out = make([]int, len(shape))
+	} else {
+		out = dims[:len(shape):len(shape)]
+	}
+	copy(out, shape)
+	return out
+}
+
 // newTensor allocates an F32 tensor produced by an op (an activation).
 func newTensor(zero bool, shape ...int) *Tensor {
-	s := CPU.alloc(F32, numel(shape), zero)
-	s.activ = true
-	return &Tensor{st: s, shape: slices.Clone(shape)}
+	t := makeTensor(F32, zero, shape)
+	t.st.activ = true
+	return t
 }
 
 // Zeros returns a new float32 leaf tensor of zeros.
 func Zeros(shape ...int) *Tensor {
-	return &Tensor{st: CPU.alloc(F32, numel(shape), true), shape: slices.Clone(shape)}
+	return makeTensor(F32, true, shape)
 }
 
 // Full returns a new float32 leaf tensor filled with v.
 func Full(v float32, shape ...int) *Tensor {
-	t := &Tensor{st: CPU.alloc(F32, numel(shape), false), shape: slices.Clone(shape)}
+	t := makeTensor(F32, false, shape)
 	for i := range t.st.f32 {
 		t.st.f32[i] = v
 	}
@@ -56,7 +101,7 @@ func FromFloat32(data []float32, shape ...int) *Tensor {
 	if numel(shape) != len(data) {
 		panic(fmt.Sprintf("tensor.FromFloat32: %d values for shape %v", len(data), shape))
 	}
-	t := &Tensor{st: CPU.alloc(F32, len(data), false), shape: slices.Clone(shape)}
+	t := makeTensor(F32, false, shape)
 	copy(t.st.f32, data)
 	return t
 }
@@ -67,7 +112,7 @@ func FromBits(dt DType, bits []uint16, shape ...int) *Tensor {
 	if dt == F32 || numel(shape) != len(bits) {
 		panic(fmt.Sprintf("tensor.FromBits: %d %v values for shape %v", len(bits), dt, shape))
 	}
-	t := &Tensor{st: CPU.alloc(dt, len(bits), false), shape: slices.Clone(shape)}
+	t := makeTensor(dt, false, shape)
 	copy(t.st.u16, bits)
 	return t
 }
@@ -212,12 +257,12 @@ func (t *Tensor) ZeroGrad() {
 func (t *Tensor) Detach() *Tensor {
 	s := t.live()
 	s.retain()
-	return &Tensor{st: s, off: t.off, shape: slices.Clone(t.shape)}
+	return newView(s, t.off, t.shape)
 }
 
 // Clone returns a float32 leaf copy (16-bit tensors are widened).
 func (t *Tensor) Clone() *Tensor {
-	c := &Tensor{st: CPU.alloc(F32, t.Len(), false), shape: slices.Clone(t.shape)}
+	c := makeTensor(F32, false, t.shape)
 	if t.DType() == F32 {
 		copy(c.st.f32, t.Data())
 	} else {
@@ -232,7 +277,7 @@ func (t *Tensor) Convert(dt DType) *Tensor {
 		return t.Clone()
 	}
 	src := t.Float32s()
-	c := &Tensor{st: CPU.alloc(dt, t.Len(), false), shape: slices.Clone(t.shape)}
+	c := makeTensor(dt, false, t.shape)
 	narrow(c.st.u16, src, dt)
 	return c
 }

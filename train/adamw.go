@@ -56,20 +56,8 @@ func (o *AdamW) Step() {
 		if g == nil {
 			continue
 		}
-		adamWUpdate(p.Data(), g.Data(), o.m[i].Data(), o.v[i].Data(), fb1, fb2, eps, decay, stepSize, rc2)
+		tensor.AdamWUpdate(p.Data(), g.Data(), o.m[i].Data(), o.v[i].Data(), fb1, fb2, eps, decay, stepSize, rc2)
 		p.ZeroGrad()
-	}
-}
-
-// adamWUpdate is one AdamW step on a parameter slice:
-// m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²; p = p·(1 − lr·wd) − lr/c1 · m / (√v/√c2 + ε).
-func adamWUpdate(p, g, m, v []float32, b1, b2, eps, decay, stepSize, rc2 float32) {
-	for j := range p {
-		gj := g[j]
-		mj := b1*m[j] + (1-b1)*gj
-		vj := b2*v[j] + (1-b2)*gj*gj
-		m[j], v[j] = mj, vj
-		p[j] = p[j]*decay - stepSize*mj/(float32(math.Sqrt(float64(vj)))*rc2+eps)
 	}
 }
 

@@ -58,25 +58,71 @@ type BenchResult struct {
 // 0.1), MSE against ε on the first C output channels, backward, AdamW (lr 1e-4,
 // weight decay 0.01), gradients released. Forward time includes noising and the loss.
 func BenchStep(c BenchConfig) (BenchResult, error) {
+	r, err := newBenchRun(c)
+	if err != nil {
+		return BenchResult{}, err
+	}
+	defer r.release()
+	var fwd, bwd, optT, step []float64
+	for i := range c.Warmup + c.Steps {
+		if i == c.Warmup {
+			tensor.CPU.ResetPeak()
+		}
+		f, b, o, err := r.step()
+		if err != nil {
+			return BenchResult{}, err
+		}
+		if i >= c.Warmup {
+			fwd = append(fwd, f.Seconds())
+			bwd = append(bwd, b.Seconds())
+			optT = append(optT, o.Seconds())
+			step = append(step, (f + b + o).Seconds())
+		}
+	}
+	res := r.res
+	st := tensor.CPU.Stats()
+	res.StepS, res.FwdS, res.BwdS, res.OptS = median(step), median(fwd), median(bwd), median(optT)
+	res.PeakLive, res.PeakSaved, res.PeakRSS = st.Peak, st.PeakSaved, peakRSS()
+	return res, nil
+}
+
+// benchRun is the model, adapter, optimizer and data of BenchStep, one step at a time.
+type benchRun struct {
+	c      BenchConfig
+	dc     dit.DiTConfig
+	m      *dit.DiT
+	set    *adapters.Set
+	opt    *AdamW
+	res    BenchResult // the configuration fields
+	abar   []float64
+	rng    *rand.Rand
+	x0     *tensor.Tensor
+	ts     []float32 // per-step scratch, reused
+	coefA  []float32
+	coefB  []float32
+	labels []int
+}
+
+func newBenchRun(c BenchConfig) (*benchRun, error) {
 	cfg, ok := dit.Presets[c.Model]
 	if !ok {
-		return BenchResult{}, fmt.Errorf("--model %q: bench step runs the DiT presets (%s)", c.Model, strings.Join(ditNames(), ", "))
+		return nil, fmt.Errorf("--model %q: bench step runs the DiT presets (%s)", c.Model, strings.Join(ditNames(), ", "))
 	}
 	dc, ok := cfg.(dit.DiTConfig)
 	if !ok {
-		return BenchResult{}, fmt.Errorf("--model %q is not a class-conditional DiT", c.Model)
+		return nil, fmt.Errorf("--model %q is not a class-conditional DiT", c.Model)
 	}
 	if c.Latent > 0 {
 		dc.InputSize = c.Latent
 	}
 	if c.Batch <= 0 || c.Steps <= 0 || c.Warmup < 0 {
-		return BenchResult{}, fmt.Errorf("--batch %d, --steps %d, --warmup %d: batch and steps must be positive", c.Batch, c.Steps, c.Warmup)
+		return nil, fmt.Errorf("--batch %d, --steps %d, --warmup %d: batch and steps must be positive", c.Batch, c.Steps, c.Warmup)
 	}
 	m, err := dit.NewDiT(dc, rand.New(rand.NewPCG(c.Seed, 1)))
 	if err != nil {
-		return BenchResult{}, err
+		return nil, err
 	}
-	defer m.Release()
+	r := &benchRun{c: c, dc: dc, m: m}
 	m.Checkpoint = c.Checkpoint
 	var params []*tensor.Tensor
 	if c.Adapter == "full" {
@@ -91,74 +137,79 @@ func BenchStep(c BenchConfig) (BenchResult, error) {
 		}
 		tg, err := adapters.ParseTargets(targets)
 		if err != nil {
-			return BenchResult{}, err
+			r.release()
+			return nil, err
 		}
 		set, err := adapters.Inject(m, adapters.Config{Kind: adapters.Kind(c.Adapter), Rank: c.Rank, Form: c.Form, Seed: c.Seed}, tg)
 		if err != nil {
-			return BenchResult{}, err
+			r.release()
+			return nil, err
 		}
-		defer set.Remove()
+		r.set = set
 		set.Train(true)
 		params = set.Trainable()
 	}
-	opt := NewAdamW(params, 1e-4, 0.01)
-	defer opt.Release()
-	res := BenchResult{Model: c.Model, Adapter: c.Adapter, Form: string(c.Form), Rank: c.Rank, Batch: c.Batch,
+	r.opt = NewAdamW(params, 1e-4, 0.01)
+	r.res = BenchResult{Model: c.Model, Adapter: c.Adapter, Form: string(c.Form), Rank: c.Rank, Batch: c.Batch,
 		Latent: dc.InputSize, Threads: tensor.Threads(), Checkpt: c.Checkpoint}
 	for _, p := range params {
-		res.Trainable += int64(p.Len())
+		r.res.Trainable += int64(p.Len())
 	}
 	if c.Adapter == "full" {
-		res.Form, res.Rank = "", 0
+		r.res.Form, r.res.Rank = "", 0
 	}
-	abar := linearAlphasCumprod(1e-4, 0.02, 1000)
-	rng := rand.New(rand.NewPCG(c.Seed, 2))
-	shape := []int{c.Batch, dc.InChannels, dc.InputSize, dc.InputSize}
-	x0 := randn(rng, shape...)
-	defer x0.Release()
-	var fwd, bwd, optT, step []float64
-	for i := range c.Warmup + c.Steps {
-		if i == c.Warmup {
-			tensor.CPU.ResetPeak()
-		}
-		t0 := time.Now()
-		ts := make([]float32, c.Batch)
-		coefA, coefB := make([]float32, c.Batch), make([]float32, c.Batch)
-		for b := range ts {
-			k := rng.IntN(1000)
-			ts[b] = float32(k)
-			coefA[b], coefB[b] = float32(math.Sqrt(abar[k])), float32(math.Sqrt(1-abar[k]))
-		}
-		eps := randn(rng, shape...)
-		xt := noised(x0, eps, coefA, coefB)
-		labels := make([]int, c.Batch)
-		for b := range labels {
-			labels[b] = rng.IntN(dc.NumClasses)
-		}
-		labels = m.YEmbedder.Drop(labels, rng)
-		out, err := m.Forward(xt, ts, labels)
-		if err != nil {
-			return BenchResult{}, err
-		}
-		pred := tensor.Slice(out, 1, 0, dc.InChannels) // the ε half of the learned-sigma output
-		loss := tensor.MSELoss(pred, eps)
-		t1 := time.Now()
-		tensor.Backward(loss)
-		t2 := time.Now()
-		opt.Step()
-		t3 := time.Now()
-		tensor.Release(eps, xt, out, pred, loss)
-		if i >= c.Warmup {
-			fwd = append(fwd, t1.Sub(t0).Seconds())
-			bwd = append(bwd, t2.Sub(t1).Seconds())
-			optT = append(optT, t3.Sub(t2).Seconds())
-			step = append(step, t3.Sub(t0).Seconds())
-		}
+	r.abar = linearAlphasCumprod(1e-4, 0.02, 1000)
+	r.rng = rand.New(rand.NewPCG(c.Seed, 2))
+	r.x0 = randn(r.rng, c.Batch, dc.InChannels, dc.InputSize, dc.InputSize)
+	r.ts = make([]float32, c.Batch)
+	r.coefA, r.coefB = make([]float32, c.Batch), make([]float32, c.Batch)
+	r.labels = make([]int, c.Batch)
+	return r, nil
+}
+
+// step runs one training step and returns the time of its forward (noising and loss
+// included), backward and optimizer parts.
+func (r *benchRun) step() (fwd, bwd, opt time.Duration, err error) {
+	c, dc := r.c, r.dc
+	t0 := time.Now()
+	for b := range r.ts {
+		k := r.rng.IntN(1000)
+		r.ts[b] = float32(k)
+		r.coefA[b], r.coefB[b] = float32(math.Sqrt(r.abar[k])), float32(math.Sqrt(1-r.abar[k]))
 	}
-	st := tensor.CPU.Stats()
-	res.StepS, res.FwdS, res.BwdS, res.OptS = median(step), median(fwd), median(bwd), median(optT)
-	res.PeakLive, res.PeakSaved, res.PeakRSS = st.Peak, st.PeakSaved, peakRSS()
-	return res, nil
+	eps := randn(r.rng, c.Batch, dc.InChannels, dc.InputSize, dc.InputSize)
+	xt := noised(r.x0, eps, r.coefA, r.coefB)
+	for b := range r.labels {
+		r.labels[b] = r.rng.IntN(dc.NumClasses)
+	}
+	labels := r.m.YEmbedder.Drop(r.labels, r.rng)
+	out, err := r.m.Forward(xt, r.ts, labels)
+	if err != nil {
+		tensor.Release(eps, xt)
+		return 0, 0, 0, err
+	}
+	pred := tensor.Slice(out, 1, 0, dc.InChannels) // the ε half of the learned-sigma output
+	loss := tensor.MSELoss(pred, eps)
+	t1 := time.Now()
+	tensor.Backward(loss)
+	t2 := time.Now()
+	r.opt.Step()
+	t3 := time.Now()
+	tensor.Release(eps, xt, out, pred, loss)
+	return t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), nil
+}
+
+func (r *benchRun) release() {
+	if r.opt != nil {
+		r.opt.Release()
+	}
+	if r.set != nil {
+		r.set.Remove()
+	}
+	if r.x0 != nil {
+		r.x0.Release()
+	}
+	r.m.Release()
 }
 
 func ditNames() []string {

@@ -35,6 +35,7 @@ func newBenchGemmCmd() *cobra.Command {
 		threads int
 		json    bool
 		minTime float64
+		bf16    bool
 	}
 	cmd := &cobra.Command{
 		Use:   "gemm [MxKxN ...]",
@@ -59,14 +60,18 @@ func newBenchGemmCmd() *cobra.Command {
 			tensor.SetThreads(o.threads)
 			defer tensor.SetThreads(0)
 			out := cmd.OutOrStdout()
+			kernel, measure := tensor.GemmKernel(), tensor.MeasureGemm
+			if o.bf16 {
+				kernel, measure = tensor.GemmBF16Kernel(), tensor.MeasureGemmBF16
+			}
 			if !o.json {
-				fmt.Fprintf(out, "kernel %s, %d threads\n", tensor.GemmKernel(), tensor.Threads())
+				fmt.Fprintf(out, "kernel %s, %d threads\n", kernel, tensor.Threads())
 			}
 			for _, s := range shapes {
 				m, k, n := s[0], s[1], s[2]
-				gflops := tensor.MeasureGemm(m, k, n, o.minTime)
+				gflops := measure(m, k, n, o.minTime)
 				if o.json {
-					b, _ := json.Marshal(map[string]any{"m": m, "k": k, "n": n, "threads": tensor.Threads(), "gflops": round2(gflops), "kernel": tensor.GemmKernel()})
+					b, _ := json.Marshal(map[string]any{"m": m, "k": k, "n": n, "threads": tensor.Threads(), "gflops": round2(gflops), "kernel": kernel, "bf16": o.bf16})
 					fmt.Fprintln(out, string(b))
 				} else {
 					fmt.Fprintf(out, "%6d x %6d x %6d  %8.1f GFLOP/s\n", m, k, n, gflops)
@@ -78,6 +83,7 @@ func newBenchGemmCmd() *cobra.Command {
 	cmd.Flags().IntVar(&o.threads, "threads", 0, "worker threads (0: all cores)")
 	cmd.Flags().BoolVar(&o.json, "json", false, `one JSON object per shape: {"m","k","n","threads","gflops"}`)
 	cmd.Flags().Float64Var(&o.minTime, "min-time", 0.5, "seconds to measure each shape")
+	cmd.Flags().BoolVar(&o.bf16, "bf16", false, "time the opt-in GemmBF16 (operands rounded to bfloat16, float32 accumulation) instead")
 	return cmd
 }
 
