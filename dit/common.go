@@ -149,11 +149,17 @@ func xavierLinear(rng *rand.Rand, in, out int) *nn.Linear {
 // ±√(6/(fanIn+fanOut)).
 func xavierUniform(rng *rand.Rand, fanIn, fanOut int, shape ...int) *tensor.Tensor {
 	bound := math.Sqrt(6 / float64(fanIn+fanOut))
+	if rng == nil {
+		return zeros(shape...) // a model about to be loaded
+	}
 	return random(func() float64 { return (2*rng.Float64() - 1) * bound }, shape)
 }
 
 // normal returns a trainable leaf of the given shape drawn from N(0, std²).
 func normal(rng *rand.Rand, std float64, shape ...int) *tensor.Tensor {
+	if rng == nil {
+		return zeros(shape...)
+	}
 	return random(func() float64 { return rng.NormFloat64() * std }, shape)
 }
 

@@ -96,11 +96,17 @@ func ReleaseParams(m Module) {
 
 // uniform returns a trainable leaf with values drawn uniformly from [-bound, bound).
 func uniform(rng *rand.Rand, bound float64, shape ...int) *tensor.Tensor {
+	if rng == nil {
+		return randomParam(nil, shape)
+	}
 	return randomParam(func() float64 { return (2*rng.Float64() - 1) * bound }, shape)
 }
 
 // normal returns a trainable leaf with values drawn from N(0, std²).
 func normal(rng *rand.Rand, std float64, shape ...int) *tensor.Tensor {
+	if rng == nil {
+		return randomParam(nil, shape)
+	}
 	return randomParam(func() float64 { return rng.NormFloat64() * std }, shape)
 }
 
@@ -108,6 +114,9 @@ func randomParam(draw func() float64, shape []int) *tensor.Tensor {
 	n := 1
 	for _, d := range shape {
 		n *= d
+	}
+	if draw == nil { // a nil rng builds zeros, for a model about to be loaded
+		return tensor.Zeros(shape...).SetRequiresGrad(true)
 	}
 	d := make([]float32, n)
 	for i := range d {

@@ -173,6 +173,12 @@ func fromBytes(dt safetensors.DType, raw []byte, shape []int, keepHalf bool) (*t
 		}
 		return tensor.FromFloat32(d, shape...), nil
 	case safetensors.BF16, safetensors.F16:
+		if !keepHalf {
+			if m := mapped(dt, raw, shape); m != nil { // widen straight from the file's bytes
+				defer m.Release()
+				return m.Clone(), nil
+			}
+		}
 		bits := make([]uint16, len(raw)/2)
 		for i := range bits {
 			bits[i] = binary.LittleEndian.Uint16(raw[2*i:])

@@ -40,9 +40,12 @@ func (d *ditDenoiser) Predict(x *tensor.Tensor, t []float32, c Cond) (*tensor.Te
 type pixartDenoiser struct{ *dit.PixArt }
 
 func (d *pixartDenoiser) Predict(x *tensor.Tensor, t []float32, c Cond) (*tensor.Tensor, error) {
-	mask := make([]int, c.Hidden.Dim(0)*c.Hidden.Dim(1))
-	for i := range mask {
-		mask[i] = 1 // CLIP pads with its end token, which the model may attend to
+	mask := c.Mask
+	if mask == nil {
+		mask = make([]int, c.Hidden.Dim(0)*c.Hidden.Dim(1))
+		for i := range mask {
+			mask[i] = 1 // CLIP pads with its end token, which the model may attend to
+		}
 	}
 	return d.Forward(x, t, c.Hidden, mask, nil)
 }

@@ -1,7 +1,7 @@
 package pipeline
 
 import (
-	"embed"
+	_ "embed" // the model file
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -13,21 +13,15 @@ import (
 // difftune's own small text-to-image model, embedded in the binary.
 const DefaultModel = "emoji-base"
 
-// models holds the emoji-base model file, models/emoji-base.safetensors (BF16
-// weights; see DATA-LICENSES.md for the training data and its licenses, README for how
-// it was trained), and its README.
+// emojiBaseFile is the emoji-base model file (BF16 weights; see DATA-LICENSES.md for
+// the training data and its licenses, README for how it was trained). Embedded as a
+// byte slice, it is part of the binary's data: nothing is copied at run time.
 //
-//go:embed models
-var models embed.FS
+//go:embed models/emoji-base.safetensors
+var emojiBaseFile []byte
 
 // emojiBase returns the embedded model file's bytes.
-var emojiBase = sync.OnceValues(func() ([]byte, error) {
-	b, err := models.ReadFile("models/emoji-base.safetensors")
-	if err != nil {
-		return nil, fmt.Errorf("emoji-base is not built into this binary (pipeline/models/emoji-base.safetensors was missing when it was built): %w", err)
-	}
-	return b, nil
-})
+func emojiBase() ([]byte, error) { return emojiBaseFile, nil }
 
 // emojiSpec is emoji-base's spec, read once from the embedded header.
 var emojiSpec = sync.OnceValues(func() (ModelSpec, error) {

@@ -87,6 +87,17 @@ func TestModelFileRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Release()
+	// The cross-attention mask keeps the start token, the words and the first end token.
+	m := p.TextMask([]string{"red apple", ""})
+	n := s.Text.MaxPositionEmbeddings
+	for j := range n {
+		if want := b2i(j < 4); m[j] != want {
+			t.Fatalf("mask of \"red apple\" at %d: %d, want %d (%v)", j, m[j], want, m[:n])
+		}
+		if want := b2i(j < 2); m[n+j] != want {
+			t.Fatalf("mask of \"\" at %d: %d, want %d", j, m[n+j], want)
+		}
+	}
 	dir := t.TempDir()
 	for _, dt := range []tensor.DType{tensor.F32, tensor.BF16} {
 		path := filepath.Join(dir, dt.String()+".safetensors")
@@ -130,4 +141,11 @@ func TestModelFileRoundTrip(t *testing.T) {
 	if _, err := NewFromSpec(bad, 1); err == nil {
 		t.Error("a vocab_size that does not fit the vocabulary was accepted")
 	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -65,6 +65,12 @@ func (s ModelSpec) info() Info { return Info{Size: s.Size, Multiple: s.Denoiser.
 // NewFromSpec builds the pipeline a spec describes, randomly initialised from seed
 // (the start of pretraining). Its weights are frozen; SetTrainable turns them on.
 func NewFromSpec(s ModelSpec, seed uint64) (*Pipeline, error) {
+	return newFromSpec(s, rand.New(rand.NewPCG(seed, 11)), rand.New(rand.NewPCG(seed, 12)))
+}
+
+// newFromSpec builds the pipeline from the given random streams; nil streams build
+// zeros, for a model whose weights are loaded next.
+func newFromSpec(s ModelSpec, textRNG, denoiserRNG *rand.Rand) (*Pipeline, error) {
 	if err := s.Validate(); err != nil {
 		return nil, fmt.Errorf("model %q: %w", s.Name, err)
 	}
@@ -72,11 +78,11 @@ func NewFromSpec(s ModelSpec, seed uint64) (*Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	text, err := textenc.NewCLIPText(s.Text, rand.New(rand.NewPCG(seed, 11)), false)
+	text, err := textenc.NewCLIPText(s.Text, textRNG, false)
 	if err != nil {
 		return nil, err
 	}
-	m, err := dit.NewPixArt(s.Denoiser, rand.New(rand.NewPCG(seed, 12)))
+	m, err := dit.NewPixArt(s.Denoiser, denoiserRNG)
 	if err != nil {
 		nn.ReleaseParams(text)
 		return nil, err
@@ -131,7 +137,7 @@ func loadModel(f *safetensors.File) (*Pipeline, error) {
 	if err := json.Unmarshal([]byte(raw), &s); err != nil {
 		return nil, fmt.Errorf("%s: metadata %q: %w", f.Path(), SpecKey, err)
 	}
-	p, err := NewFromSpec(s, 0)
+	p, err := newFromSpec(s, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Path(), err)
 	}

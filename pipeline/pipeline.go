@@ -28,6 +28,10 @@ import (
 type Cond struct {
 	Hidden *tensor.Tensor // [N, S, W]: the text encoder's last hidden states
 	Pooled *tensor.Tensor // [N, W]: pooled at the end token
+	// Mask [N·S] marks the tokens a cross-attention denoiser reads (1) and the padding
+	// it skips (0); nil reads all of them, as SD's UNet reads CLIP's padded sequence.
+	// difftune's own models mask the padding after the first end token (see TextMask).
+	Mask []int
 }
 
 // Release releases the conditioning tensors.
@@ -35,7 +39,11 @@ func (c Cond) Release() { tensor.Release(c.Hidden, c.Pooled) }
 
 // concat stacks two conditionings along the batch (for batched guidance).
 func concat(a, b Cond) Cond {
-	return Cond{Hidden: tensor.Concat(0, a.Hidden, b.Hidden), Pooled: tensor.Concat(0, a.Pooled, b.Pooled)}
+	c := Cond{Hidden: tensor.Concat(0, a.Hidden, b.Hidden), Pooled: tensor.Concat(0, a.Pooled, b.Pooled)}
+	if a.Mask != nil {
+		c.Mask = append(slices.Clone(a.Mask), b.Mask...)
+	}
+	return c
 }
 
 // Denoiser is a noise-prediction network under a pipeline's conditioning.
@@ -230,12 +238,41 @@ func (p *Pipeline) Encode(prompts []string) (c Cond, err error) {
 // EncodeGrad turns prompts into conditioning, recording gradients to the text
 // encoder's trainable weights (pretraining trains it with the denoiser).
 func (p *Pipeline) EncodeGrad(prompts []string) (Cond, error) {
-	out, err := p.Text.Forward(p.Tokenizer.Encode(prompts), p.ClipSkip)
+	ids := p.Tokenizer.Encode(prompts)
+	out, err := p.Text.Forward(ids, p.ClipSkip)
 	if err != nil {
 		return Cond{}, err
 	}
 	tensor.Release(out.TextEmbeds)
-	return Cond{Hidden: out.LastHidden, Pooled: out.Pooled}, nil
+	return Cond{Hidden: out.LastHidden, Pooled: out.Pooled, Mask: p.mask(ids)}, nil
+}
+
+// TextMask returns the cross-attention mask of prompts' conditioning (see Cond.Mask):
+// for difftune's own models, the start token, the words and the first end token; nil
+// for the other pipelines, whose denoisers read every token.
+func (p *Pipeline) TextMask(prompts []string) []int {
+	if p.Spec == nil {
+		return nil
+	}
+	return p.mask(p.Tokenizer.Encode(prompts))
+}
+
+func (p *Pipeline) mask(ids [][]int) []int {
+	if p.Spec == nil {
+		return nil
+	}
+	var m []int
+	for _, row := range ids {
+		end := slices.Index(row, textenc.WordEnd)
+		for j := range row {
+			keep := 0
+			if end < 0 || j <= end {
+				keep = 1
+			}
+			m = append(m, keep)
+		}
+	}
+	return m
 }
 
 // Request is one generation.

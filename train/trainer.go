@@ -283,5 +283,5 @@ func (t *Trainer) encode(captions []string) (pipeline.Cond, error) {
 		}
 		hidden[i], pooled[i] = one.Hidden, one.Pooled
 	}
-	return pipeline.Cond{Hidden: tensor.Concat(0, hidden...), Pooled: tensor.Concat(0, pooled...)}, nil
+	return pipeline.Cond{Hidden: tensor.Concat(0, hidden...), Pooled: tensor.Concat(0, pooled...), Mask: t.p.TextMask(captions)}, nil
 }
