@@ -232,3 +232,57 @@ func nonZero(v []float32) int {
 	}
 	return n
 }
+
+// TestPixArtPooledProjection checks the optional pooled caption input: the parameter
+// count matches the config's, the pooled embedding changes the output, and a missing
+// or misshapen one is refused.
+func TestPixArtPooledProjection(t *testing.T) {
+	c := Presets["tiny-pixart"].(PixArtConfig)
+	c.PooledProjectionDim = 32
+	m, err := NewPixArt(c, rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Release()
+	if total, _ := nn.CountParams(m); total != c.NumParams() {
+		t.Fatalf("%d parameters, the config counts %d", total, c.NumParams())
+	}
+	for _, q := range m.Params("") { // a trained model: no zero-initialised outputs
+		for i := range q.T().Data() {
+			q.T().Data()[i] += float32(i%7-3) * 0.01
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	x, capt := randn(rng, 2, 3, 32, 32), randn(rng, 2, 5, 32)
+	p1, p2 := randn(rng, 2, 32), randn(rng, 2, 32)
+	defer tensor.Release(x, capt, p1, p2)
+	var a, b *tensor.Tensor
+	tensor.NoGrad(func() {
+		a, err = m.ForwardPooled(x, []float32{10, 500}, capt, nil, p1, nil)
+		if err == nil {
+			b, err = m.ForwardPooled(x, []float32{10, 500}, capt, nil, p2, nil)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tensor.Release(a, b)
+	diff := 0.0
+	for i, v := range a.Data() {
+		diff = math.Max(diff, math.Abs(float64(v-b.Data()[i])))
+	}
+	if diff < 1e-3 {
+		t.Fatalf("the pooled embedding does not reach the output (max diff %g)", diff)
+	}
+	if _, err := m.Forward(x, []float32{10, 500}, capt, nil, nil); err == nil || !strings.Contains(err.Error(), "pooled_projection_dim") {
+		t.Fatalf("a missing pooled embedding: %v", err)
+	}
+}
+
+func randn(rng *rand.Rand, shape ...int) *tensor.Tensor {
+	t := tensor.Zeros(shape...)
+	for i := range t.Data() {
+		t.Data()[i] = float32(rng.NormFloat64())
+	}
+	return t
+}

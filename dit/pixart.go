@@ -53,6 +53,11 @@ type PixArtConfig struct {
 	CaptionChannels         int      `json:"caption_channels"`
 	InterpolationScale      *float64 `json:"interpolation_scale"`       // nil: max(sample_size/64, 1)
 	UseAdditionalConditions *bool    `json:"use_additional_conditions"` // nil: sample_size == 128
+	// PooledProjectionDim, when positive, adds a pooled caption embedding of this width,
+	// projected by pooled_projection (linear_1, GELU-tanh, linear_2), to the timestep
+	// embedding that modulates every block, as SD3 adds its pooled text embedding.
+	// difftune's own models use it; diffusers' PixArt has no such input (0).
+	PooledProjectionDim int `json:"pooled_projection_dim,omitempty"`
 }
 
 // transformer2DDefaults is diffusers v0.27.2 Transformer2DModel's keyword defaults.
@@ -126,6 +131,8 @@ func (c PixArtConfig) Validate() error {
 		return fmt.Errorf("num_attention_heads·attention_head_dim = %d must be a multiple of 4 (the 2-D sin-cos position embedding needs it)", d)
 	case c.NumLayers < 0:
 		return fmt.Errorf("field \"num_layers\" = %d must not be negative", c.NumLayers)
+	case c.PooledProjectionDim < 0:
+		return fmt.Errorf("field \"pooled_projection_dim\" = %d: want 0 (none) or the pooled embedding's width", c.PooledProjectionDim)
 	case c.CaptionChannels <= 0:
 		return fmt.Errorf("field \"caption_channels\" = %d: PixArt-α projects captions (4096 for T5-XXL); set it", c.CaptionChannels)
 	case c.CrossAttentionDim != d:
@@ -176,6 +183,9 @@ func (c PixArtConfig) NumParams() int64 {
 	if c.AdditionalConditions() {
 		s := d / 3
 		n += 2 * (linear(timestepFreqDim, s, true) + linear(s, s, true))
+	}
+	if c.PooledProjectionDim > 0 {
+		n += linear(int64(c.PooledProjectionDim), d, true) + linear(d, d, true)
 	}
 	return n
 }
@@ -261,9 +271,19 @@ func (a *AdaLayerNormSingle) Params(prefix string) []nn.Param {
 // Forward returns the modulation Linear(SiLU(emb)) [N, 6D] and the embedded timestep
 // emb [N, D] (which the final layer uses).
 func (a *AdaLayerNormSingle) Forward(t []float32, size *SizeCond) (mod, embedded *tensor.Tensor, err error) {
+	return a.forward(t, size, nil)
+}
+
+// forward adds extra [N, D] (nil: nothing) to the embedding before the modulation.
+func (a *AdaLayerNormSingle) forward(t []float32, size *SizeCond, extra *tensor.Tensor) (mod, embedded *tensor.Tensor, err error) {
 	embedded, err = a.Emb.Forward(t, size)
 	if err != nil {
 		return nil, nil, err
+	}
+	if extra != nil {
+		sum := tensor.Add(embedded, extra)
+		embedded.Release()
+		embedded = sum
 	}
 	act := tensor.SiLU(embedded)
 	defer act.Release()
@@ -320,6 +340,7 @@ type PixArt struct {
 	PosEmbed          *PatchEmbed         // pos_embed (diffusers' name for the patch embedding)
 	AdaLNSingle       *AdaLayerNormSingle // adaln_single
 	CaptionProjection *CaptionProjection  // caption_projection
+	PooledProjection  *CaptionProjection  // pooled_projection (nil unless pooled_projection_dim > 0)
 	Blocks            []*PixArtBlock      // transformer_blocks.N
 	NormOut           *nn.LayerNorm       // norm_out: no affine, eps 1e-6
 	ScaleShiftTable   *tensor.Tensor      // scale_shift_table [2, D]
@@ -358,6 +379,9 @@ func NewPixArt(c PixArtConfig, rng *rand.Rand) (*PixArt, error) {
 		ProjOut:           nn.NewLinear(rng, d, p*p*c.Out(), true),
 		PosTable:          tensor.FromFloat32(sinCosPosEmbed(d, g, g, float64(g), c.Interpolation()), 1, g*g, d),
 	}
+	if c.PooledProjectionDim > 0 {
+		m.PooledProjection = &CaptionProjection{Linear1: nn.NewLinear(rng, c.PooledProjectionDim, d, true), Linear2: nn.NewLinear(rng, d, d, true)}
+	}
 	for range c.NumLayers {
 		ff, err := nn.NewFeedForward(rng, d, 0, d, nn.Activation(c.ActivationFn))
 		if err != nil {
@@ -377,6 +401,9 @@ func NewPixArt(c PixArtConfig, rng *rand.Rand) (*PixArt, error) {
 // Params returns every parameter under its diffusers checkpoint key.
 func (m *PixArt) Params(prefix string) []nn.Param {
 	cs := []nn.Child{{Name: "pos_embed", M: m.PosEmbed}, {Name: "adaln_single", M: m.AdaLNSingle}, {Name: "caption_projection", M: m.CaptionProjection}}
+	if m.PooledProjection != nil {
+		cs = append(cs, nn.Child{Name: "pooled_projection", M: m.PooledProjection})
+	}
 	for i, b := range m.Blocks {
 		cs = append(cs, nn.Child{Name: fmt.Sprintf("transformer_blocks.%d", i), M: b})
 	}
@@ -405,7 +432,20 @@ func (m *PixArt) Release() {
 // ignored otherwise, as diffusers does. The caller releases the result. It fails,
 // naming the argument, when a shape does not fit the config.
 func (m *PixArt) Forward(x *tensor.Tensor, t []float32, caption *tensor.Tensor, captionMask []int, size *SizeCond) (*tensor.Tensor, error) {
+	return m.ForwardPooled(x, t, caption, captionMask, nil, size)
+}
+
+// ForwardPooled is Forward with the pooled caption embedding [N, pooled_projection_dim]
+// a model with pooled_projection_dim > 0 needs (and others must not be given).
+func (m *PixArt) ForwardPooled(x *tensor.Tensor, t []float32, caption *tensor.Tensor, captionMask []int, pooled *tensor.Tensor, size *SizeCond) (*tensor.Tensor, error) {
 	c := m.Config
+	if (pooled != nil) != (c.PooledProjectionDim > 0) || pooled != nil && (pooled.Rank() != 2 || pooled.Dim(1) != c.PooledProjectionDim || pooled.Dim(0) != x.Dim(0)) {
+		shape := []int(nil)
+		if pooled != nil {
+			shape = pooled.Shape()
+		}
+		return nil, fmt.Errorf("pixart: pooled caption embedding %v: want [N, %d] (pooled_projection_dim; none when 0)", shape, c.PooledProjectionDim)
+	}
 	p := c.PatchSize
 	if x.Rank() != 4 || x.Dim(1) != c.InChannels || x.Dim(2)%p != 0 || x.Dim(3)%p != 0 || x.Dim(2) == 0 || x.Dim(3) == 0 {
 		return nil, fmt.Errorf("pixart: latents %v: want [N, %d, H, W] with H and W multiples of patch_size %d", x.Shape(), c.InChannels, p)
@@ -421,7 +461,12 @@ func (m *PixArt) Forward(x *tensor.Tensor, t []float32, caption *tensor.Tensor, 
 	if err != nil {
 		return nil, err
 	}
-	mod, embedded, err := m.AdaLNSingle.Forward(t, size) // [N, 6D], [N, D]
+	var extra *tensor.Tensor
+	if pooled != nil {
+		extra = m.PooledProjection.Forward(pooled)
+		defer extra.Release()
+	}
+	mod, embedded, err := m.AdaLNSingle.forward(t, size, extra) // [N, 6D], [N, D]
 	if err != nil {
 		tensor.Release(bias)
 		return nil, err

@@ -47,5 +47,8 @@ func (d *pixartDenoiser) Predict(x *tensor.Tensor, t []float32, c Cond) (*tensor
 			mask[i] = 1 // CLIP pads with its end token, which the model may attend to
 		}
 	}
+	if d.Config.PooledProjectionDim > 0 {
+		return d.ForwardPooled(x, t, c.Hidden, mask, c.Pooled, nil)
+	}
 	return d.Forward(x, t, c.Hidden, mask, nil)
 }

@@ -48,6 +48,8 @@ func (s ModelSpec) Validate() error {
 		return fmt.Errorf("denoiser: in_channels %d: a difftune model works in RGB pixel space (3)", s.Denoiser.InChannels)
 	case s.Denoiser.CaptionChannels != s.Text.HiddenSize:
 		return fmt.Errorf("denoiser: caption_channels %d differs from the text encoder's hidden_size %d", s.Denoiser.CaptionChannels, s.Text.HiddenSize)
+	case s.Denoiser.PooledProjectionDim != 0 && s.Denoiser.PooledProjectionDim != s.Text.HiddenSize:
+		return fmt.Errorf("denoiser: pooled_projection_dim %d differs from the text encoder's hidden_size %d", s.Denoiser.PooledProjectionDim, s.Text.HiddenSize)
 	case s.Text.VocabSize != textenc.WordFirst+len(s.Vocab):
 		return fmt.Errorf("text encoder: vocab_size %d, but the vocabulary has %d words (+%d reserved ids)", s.Text.VocabSize, len(s.Vocab), textenc.WordFirst)
 	case s.Text.EOSTokenID != textenc.WordEnd:

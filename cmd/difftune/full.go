@@ -63,7 +63,7 @@ func (o *fullOptions) spec(name string, size int, ds *data.Dataset) (pipeline.Mo
 	d := base
 	d.OutChannels, d.PatchSize, d.SampleSize = &out, o.patch, size
 	d.NumLayers, d.NumAttentionHeads, d.AttentionHeadDim = o.depth, o.width/o.headDim, o.headDim
-	d.CrossAttentionDim, d.CaptionChannels = o.width, o.textWidth
+	d.CrossAttentionDim, d.CaptionChannels, d.PooledProjectionDim = o.width, o.textWidth, o.textWidth
 	t := textenc.CLIPConfig{VocabSize: textenc.WordFirst + len(vocab), HiddenSize: o.textWidth, IntermediateSize: 4 * o.textWidth,
 		NumHiddenLayers: o.textLayers, NumAttentionHeads: o.textWidth / 32, MaxPositionEmbeddings: o.textLen, HiddenAct: "quick_gelu",
 		LayerNormEps: 1e-5, EOSTokenID: textenc.WordEnd}
