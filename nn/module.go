@@ -87,6 +87,29 @@ func CountParams(m Module) (total, trainable int64) {
 	return total, trainable
 }
 
+// NeedsGrad reports whether a parameter of m, or of an adapter attached to one of its
+// Linear or Conv2d layers (an adapter that is itself a Module, as package adapters'
+// are), requires a gradient: whether training m records a graph when its inputs need
+// none.
+func NeedsGrad(m Module) bool {
+	for _, p := range m.Params("") {
+		if p.T().RequiresGrad() {
+			return true
+		}
+		var a any
+		switch l := p.Owner.(type) {
+		case *Linear:
+			a = l.Adapter
+		case *Conv2d:
+			a = l.Adapter
+		}
+		if am, ok := a.(Module); ok && NeedsGrad(am) {
+			return true
+		}
+	}
+	return false
+}
+
 // ReleaseParams releases every parameter tensor of m (and its gradient).
 func ReleaseParams(m Module) {
 	for _, p := range m.Params("") {

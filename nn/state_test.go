@@ -46,6 +46,44 @@ func TestParamsAreCheckpointKeys(t *testing.T) {
 	}
 }
 
+// scaleAdapter is a LinearAdapter with one parameter, as package adapters' are.
+type scaleAdapter struct{ s *tensor.Tensor }
+
+func (a *scaleAdapter) Params(prefix string) []Param {
+	return Named(prefix, a, Param{Name: "scale", Ptr: &a.s})
+}
+
+func (a *scaleAdapter) ForwardLinear(l *Linear, x *tensor.Tensor) *tensor.Tensor { return l.Plain(x) }
+
+// TestNeedsGrad checks that NeedsGrad sees trainable parameters of the model and of
+// adapters attached to its layers, and nothing when all are frozen.
+func TestNeedsGrad(t *testing.T) {
+	for _, tc := range []struct {
+		name                string
+		trainable, adapted  bool
+		adapterTrains, want bool
+	}{
+		{"frozen", false, false, false, false},
+		{"trainable", true, false, false, true},
+		{"frozen with a frozen adapter", false, true, false, false},
+		{"frozen with a trainable adapter", false, true, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBlock(3)
+			defer ReleaseParams(b)
+			SetTrainable(b, tc.trainable)
+			if tc.adapted {
+				a := &scaleAdapter{s: tensor.Zeros(1).SetRequiresGrad(tc.adapterTrains)}
+				defer a.s.Release()
+				b.Out.Adapter = a
+			}
+			if got := NeedsGrad(b); got != tc.want {
+				t.Fatalf("NeedsGrad = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 // TestSaveLoadRoundTrip saves F32, BF16 and F16 parameters and loads them back bit
 // for bit; loading with KeepHalf keeps frozen matrices 16-bit.
 func TestSaveLoadRoundTrip(t *testing.T) {

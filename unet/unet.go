@@ -383,21 +383,14 @@ func (m *UNet2DConditionModel) Forward(sample *tensor.Tensor, timesteps []float3
 }
 
 // needsGrad reports whether the forward pass will be recorded: recording is on and an
-// input or a parameter requires a gradient. Checkpointing a pass that records nothing
-// would keep block inputs alive for a backward that never comes.
+// input, a parameter or an attached adapter's parameter requires a gradient.
+// Checkpointing a pass that records nothing would keep block inputs alive for a
+// backward that never comes.
 func (m *UNet2DConditionModel) needsGrad(sample, context *tensor.Tensor) bool {
 	if !tensor.GradEnabled() {
 		return false
 	}
-	if sample.RequiresGrad() || context.RequiresGrad() {
-		return true
-	}
-	for _, p := range m.Params("") {
-		if p.T().RequiresGrad() {
-			return true
-		}
-	}
-	return false
+	return sample.RequiresGrad() || context.RequiresGrad() || nn.NeedsGrad(m)
 }
 
 // checkInputs panics with the offending shapes when the inputs do not fit the config.
