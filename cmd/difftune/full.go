@@ -24,7 +24,8 @@ type fullOptions struct {
 	width, depth, headDim, patch   int
 	textWidth, textLayers, textLen int
 	vocabMin, vocabMax             int
-	schedule                       string
+	schedule, prediction           string
+	zeroSNR                        bool
 	description                    string
 }
 
@@ -38,7 +39,9 @@ func (o *fullOptions) flags(cmd *pflag.FlagSet) {
 	cmd.IntVar(&o.textLen, "text-length", 24, "--full: tokens per caption, start and end included")
 	cmd.IntVar(&o.vocabMin, "vocab-min-count", 1, "--full: keep caption words seen at least this often")
 	cmd.IntVar(&o.vocabMax, "vocab-max", 8192, "--full: at most this many words (the most frequent)")
-	cmd.StringVar(&o.schedule, "beta-schedule", "squaredcos_cap_v2", "--full: noise schedule: squaredcos_cap_v2, linear, scaled_linear")
+	cmd.StringVar(&o.schedule, "beta-schedule", "scaled_linear", "--full: noise schedule: scaled_linear, linear, squaredcos_cap_v2")
+	cmd.StringVar(&o.prediction, "full-prediction", "v_prediction", "--full: what the model predicts: v_prediction or epsilon")
+	cmd.BoolVar(&o.zeroSNR, "zero-terminal-snr", true, "--full: rescale the schedule to zero terminal SNR (the last timestep is pure noise; needs v_prediction), sampled with trailing timesteps")
 	cmd.StringVar(&o.description, "description", "", "--full: the model's description (saved in the file)")
 }
 
@@ -73,7 +76,14 @@ func (o *fullOptions) spec(name string, size int, ds *data.Dataset) (pipeline.Mo
 			size, size, o.width, o.depth, o.patch, len(vocab))
 	}
 	s := pipeline.ModelSpec{Name: name, Description: desc, Denoiser: d, Text: t, Vocab: vocab, Size: size,
-		Scheduler: sampler.Config{NumTrainTimesteps: 1000, BetaStart: 1e-4, BetaEnd: 0.02, BetaSchedule: o.schedule, PredictionType: "epsilon"}}
+		Scheduler: sampler.Config{NumTrainTimesteps: 1000, BetaStart: 0.00085, BetaEnd: 0.012, BetaSchedule: o.schedule, PredictionType: o.prediction,
+			RescaleBetasZeroSNR: o.zeroSNR, TimestepSpacing: "trailing"}}
+	if o.schedule == "linear" {
+		s.Scheduler.BetaStart, s.Scheduler.BetaEnd = 1e-4, 0.02 // DDPM's
+	}
+	if o.zeroSNR && o.prediction != "v_prediction" {
+		return s, fmt.Errorf("--zero-terminal-snr needs --full-prediction v_prediction: at zero SNR an epsilon model cannot recover the image")
+	}
 	if err := s.Validate(); err != nil {
 		return s, err
 	}
