@@ -127,6 +127,7 @@ func Run(ctx context.Context, src Source, o RunOptions) (Result, error) {
 			return Result{}, err
 		}
 		defer p.Release()
+		fmt.Fprintf(o.Log, "model %s\n", p.Description)
 	}
 	var cache *data.Cache
 	if o.CacheDir != "" {

@@ -104,7 +104,7 @@ func TestEmojiBaseAdapter(t *testing.T) {
 		return borderBrightness(t, path, 32)
 	}
 	base, tuned := gen("base.png", false), gen("night.png", true)
-	t.Logf("mean background brightness of 'large red circle' samples: base %.1f, with the night adapter %.1f (style images: 9)", base, tuned)
+	t.Logf("mean background brightness of 'large red circle' samples: base %.1f, with the night adapter %.1f (12 style images, 120 steps)", base, tuned)
 	if base < 180 || tuned > base-80 {
 		t.Fatalf("samples did not move toward the dark style: background %.1f → %.1f (want a white base, darker by 80 levels)", base, tuned)
 	}
