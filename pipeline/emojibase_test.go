@@ -30,8 +30,10 @@ func colorMeans(imgs []*image.RGBA) (r, g, b, ink float64) {
 }
 
 // TestEmojiBase loads the embedded model (in under a second: its weights are BF16
-// widened once) and samples from it: the images are emoji-like (mostly white
-// background with a coloured subject) and follow the prompt's colour.
+// widened once) and samples from it: the images are emoji-like (a white background
+// around a coloured subject) and follow the prompt's colour. Measured with the shipped
+// model: red apple 254 19 34 over 71% of the pixels, green apple 64 251 49 (82%), blue
+// heart 18 153 254 (78%).
 func TestEmojiBase(t *testing.T) {
 	start := time.Now()
 	p, err := Load(DefaultModel)
@@ -64,6 +66,7 @@ func TestEmojiBase(t *testing.T) {
 		{"red apple", func(r, g, b float64) bool { return r > g+30 && r > b+30 }},
 		{"green apple", func(r, g, b float64) bool { return g > r && g > b }},
 		{"blue heart", func(r, g, b float64) bool { return b > r+30 && b > g }},
+		{"grinning face", func(r, g, b float64) bool { return r > b+80 && g > b+60 }}, // yellow
 	} {
 		r, g, b, ink := colorMeans(gen(c.prompt))
 		t.Logf("%q: mean RGB of the non-white pixels (%.0f%% of them) %.0f %.0f %.0f", c.prompt, 100*ink, r, g, b)
