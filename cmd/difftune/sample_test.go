@@ -85,7 +85,7 @@ func TestSampleEndToEnd(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"sample", "--prompt", "x"}, "--model is required"},
+		{[]string{"sample", "--prompt", "x", "--size", "30x32"}, "nearest valid: 32"}, // emoji-base: multiples of its patch, 4
 		{[]string{"sample", "--model", "tiny-unet", "--prompt", "x", "--size", "36x32"}, "nearest valid: 40"},
 		{[]string{"sample", "--model", "tiny-unet", "--prompt", "x", "--sampler", "bogus"}, "euler_a"},
 		{[]string{"sample", "--model", "sd99", "--prompt", "x"}, "tiny-unet"},
