@@ -20,16 +20,9 @@ const DefaultModel = "emoji-base"
 //go:embed models/emoji-base.safetensors
 var emojiBaseFile []byte
 
-// emojiBase returns the embedded model file's bytes.
-func emojiBase() ([]byte, error) { return emojiBaseFile, nil }
-
 // emojiSpec is emoji-base's spec, read once from the embedded header.
 var emojiSpec = sync.OnceValues(func() (ModelSpec, error) {
-	b, err := emojiBase()
-	if err != nil {
-		return ModelSpec{}, err
-	}
-	f, err := safetensors.OpenBytes("emoji-base (embedded)", b)
+	f, err := safetensors.OpenBytes("emoji-base (embedded)", emojiBaseFile)
 	if err != nil {
 		return ModelSpec{}, err
 	}
@@ -42,11 +35,7 @@ var emojiSpec = sync.OnceValues(func() (ModelSpec, error) {
 
 // loadEmojiBase loads the embedded model: its BF16 weights widened to F32.
 func loadEmojiBase() (*Pipeline, error) {
-	b, err := emojiBase()
-	if err != nil {
-		return nil, err
-	}
-	p, err := LoadModelBytes("emoji-base (embedded)", b)
+	p, err := LoadModelBytes("emoji-base (embedded)", emojiBaseFile)
 	if err != nil {
 		return nil, err
 	}

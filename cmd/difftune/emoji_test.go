@@ -50,15 +50,7 @@ func writeNightStyle(t *testing.T, dir string) {
 // tile of a sample grid (or single image) of side×side tiles.
 func borderBrightness(t *testing.T, path string, side int) float64 {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := readPNG(t, path)
 	var s, n float64
 	b := img.Bounds()
 	for y := b.Min.Y; y < b.Max.Y; y++ {

@@ -62,8 +62,8 @@ func abs(v int) int {
 	return v
 }
 
-// redness returns mean(R − B) over a PNG.
-func redness(t *testing.T, path string) float64 {
+// readPNG decodes the PNG at path.
+func readPNG(t *testing.T, path string) image.Image {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -74,6 +74,13 @@ func redness(t *testing.T, path string) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return img
+}
+
+// redness returns mean(R − B) over a PNG.
+func redness(t *testing.T, path string) float64 {
+	t.Helper()
+	img := readPNG(t, path)
 	var s float64
 	b := img.Bounds()
 	for y := b.Min.Y; y < b.Max.Y; y++ {
@@ -163,19 +170,7 @@ func TestTrainEndToEnd(t *testing.T) {
 // maxPixelDiff returns the largest channel difference between two PNGs of one size.
 func maxPixelDiff(t *testing.T, a, b string) int {
 	t.Helper()
-	load := func(p string) image.Image {
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		img, err := png.Decode(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return img
-	}
-	x, y := load(a), load(b)
+	x, y := readPNG(t, a), readPNG(t, b)
 	if x.Bounds() != y.Bounds() {
 		t.Fatalf("sizes %v and %v", x.Bounds(), y.Bounds())
 	}
