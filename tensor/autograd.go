@@ -246,6 +246,7 @@ func Checkpoint(f func(in []*Tensor) *Tensor, inputs ...*Tensor) *Tensor {
 	record(out, "checkpoint", inputs, inputs, func(dout []float32, dx gradFn) {
 		leaves := make([]*Tensor, len(inputs))
 		for i, e := range kept {
+			e.st.unpack() // recomputation reads its inputs as float32 (SetSavedBF16)
 			e.st.retain()
 			leaves[i] = &Tensor{st: e.st, off: e.off, shape: shapes[i], requiresGrad: grads[i]}
 		}

@@ -3,6 +3,7 @@ package tensor
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // Device is where a tensor's storage lives and its kernels run. The CPU is the only
@@ -175,6 +176,8 @@ type Storage struct {
 	activ    bool  // produced by an op: counted in Saved whenever a node keeps it
 	counted  bool  // currently included in MemStats.Saved
 	external bool  // aliases memory the allocator does not own (a mapped file): never pooled
+	exact    bool  // stays float32 when saved activations are packed (norm statistics, log-sum-exp)
+	packed   bool  // an F32 activation that was packed to BF16 for backward (see SetSavedBF16)
 }
 
 // Bytes returns the storage size in bytes.
@@ -193,6 +196,9 @@ func (s *Storage) release() {
 		panic("tensor: storage released twice")
 	}
 	s.refs--
+	if s.refs > 0 && s.refs == s.saves && s.activ && s.dtype == F32 && !s.exact && packSaved.Load() {
+		s.pack()
+	}
 	if s.refs == 0 {
 		s.recount()
 		s.dev.free(s)
@@ -226,5 +232,56 @@ func (s *Storage) recount() {
 		} else {
 			s.dev.addSaved(-s.Bytes())
 		}
+	}
+}
+
+// packSaved says whether saved activations are packed to bfloat16 (SetSavedBF16).
+var packSaved atomic.Bool
+
+// SetSavedBF16 turns packing of saved activations on or off, process-wide. When on,
+// a float32 activation that only the graph still holds (the forward pass has
+// released it and some op keeps it for backward) is rounded to bfloat16 in place,
+// halving what it costs until backward; backward widens it again where an op reads
+// it. This is what mixed-precision training keeps (PyTorch's autocast saves bf16
+// activations), with every computation still in float32. Norm statistics and the
+// attention log-sum-exp stay float32. Gradients then carry bf16's relative rounding
+// (2⁻⁹) in the saved operands. It returns the previous setting.
+func SetSavedBF16(on bool) bool { return packSaved.Swap(on) }
+
+// SavedBF16 reports whether saved activations are packed to bfloat16.
+func SavedBF16() bool { return packSaved.Load() }
+
+// pack rounds an F32 storage to BF16 in place: the float32 buffer goes back to the
+// pool and the saved and live counts drop by two bytes per element.
+func (s *Storage) pack() {
+	d := s.dev
+	b := d.alloc(BF16, s.n, false)
+	narrowParallel(b.u16, s.f32, BF16)
+	if s.counted {
+		d.addSaved(-s.Bytes())
+	}
+	d.free(&Storage{dev: d, dtype: F32, n: s.n, f32: s.f32})
+	s.dtype, s.f32, s.u16, s.packed = BF16, nil, b.u16, true
+	if s.counted {
+		d.addSaved(s.Bytes())
+	}
+}
+
+// unpack widens a packed storage back to F32 in place, for code that reads it as an
+// ordinary float32 tensor again (Checkpoint's recomputation).
+func (s *Storage) unpack() {
+	if !s.packed {
+		return
+	}
+	d := s.dev
+	f := d.alloc(F32, s.n, false)
+	widenParallel(f.f32, s.u16, BF16)
+	if s.counted {
+		d.addSaved(-s.Bytes())
+	}
+	d.free(&Storage{dev: d, dtype: BF16, n: s.n, u16: s.u16})
+	s.dtype, s.f32, s.u16, s.packed = F32, f.f32, nil, false
+	if s.counted {
+		d.addSaved(s.Bytes())
 	}
 }

@@ -66,3 +66,13 @@ func narrow(dst []uint16, src []float32, d DType) {
 		dst[i] = F32ToF16(f)
 	}
 }
+
+// narrowParallel is narrow over large slices in parallel.
+func narrowParallel(dst []uint16, src []float32, d DType) {
+	parallelFor(len(dst), 1<<16, func(lo, hi int) { narrow(dst[lo:hi], src[lo:hi], d) })
+}
+
+// widenParallel is widen over large slices in parallel.
+func widenParallel(dst []float32, src []uint16, d DType) {
+	parallelFor(len(dst), 1<<16, func(lo, hi int) { widen(dst[lo:hi], src[lo:hi], d) })
+}

@@ -33,7 +33,12 @@ func Modulate(x, shift, scale *Tensor) *Tensor {
 	if wants(x) {
 		saved = append(saved, scale)
 	}
+	xe, se, keepX, keepS := elemsOf(x), elemsOf(scale), wants(scale), wants(x)
 	record(out, "Modulate", []*Tensor{x, shift, scale}, saved, func(dout []float32, dx gradFn) {
+		xd, doneX := xe.f32If(keepX) // saved activations may be packed (SetSavedBF16)
+		sc, doneS := se.f32If(keepS)
+		defer doneX()
+		defer doneS()
 		modulateBackward(dx(0), dx(1), dx(2), dout, xd, sc, n, t, d)
 	})
 	return out
@@ -63,7 +68,12 @@ func GatedAdd(x, gate, h *Tensor) *Tensor {
 	if wants(h) {
 		saved = append(saved, gate)
 	}
+	ge, he, keepG, keepH := elemsOf(gate), elemsOf(h), wants(h), wants(gate)
 	record(out, "GatedAdd", []*Tensor{x, gate, h}, saved, func(dout []float32, dx gradFn) {
+		gd, doneG := ge.f32If(keepG) // saved activations may be packed (SetSavedBF16)
+		hd, doneH := he.f32If(keepH)
+		defer doneG()
+		defer doneH()
 		gatedAddBackward(dx(0), dx(1), dx(2), dout, gd, hd, n, t, d)
 	})
 	return out
@@ -117,7 +127,10 @@ func modulateBackward(dx, dshift, dscale, dout, x, scale []float32, n, t, d int)
 	modTasks(n, t, d, func(s, c0, c1 int) {
 		var accSh, accSc [modColBlock]float64
 		w := c1 - c0
-		sc := scale[s*d+c0 : s*d+c1]
+		var sc []float32 // read (and saved) only when x needs its gradient
+		if dx != nil {
+			sc = scale[s*d+c0 : s*d+c1]
+		}
 		for i := range t {
 			r := (s*t+i)*d + c0
 			g := dout[r : r+w]
@@ -158,7 +171,10 @@ func gatedAddBackward(dx, dgate, dh, dout, gate, h []float32, n, t, d int) {
 	modTasks(n, t, d, func(s, c0, c1 int) {
 		var acc [modColBlock]float64
 		w := c1 - c0
-		g := gate[s*d+c0 : s*d+c1]
+		var g []float32 // read (and saved) only when h needs its gradient
+		if dh != nil {
+			g = gate[s*d+c0 : s*d+c1]
+		}
 		for i := range t {
 			r := (s*t+i)*d + c0
 			gr := dout[r : r+w]

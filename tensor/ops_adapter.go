@@ -43,6 +43,7 @@ func LinearFn(x, bias *Tensor, params []*Tensor, weight func() *Tensor) *Tensor 
 	if paramsWant {
 		saved = append(saved, x)
 	}
+	xe := elemsOf(x)
 	record(y, "LinearFn", inputs, saved, func(dout []float32, dx gradFn) {
 		wg := weight() // recorded: the graph from params to W′
 		defer wg.Release()
@@ -56,7 +57,9 @@ func LinearFn(x, bias *Tensor, params []*Tensor, weight func() *Tensor) *Tensor 
 		}
 		if paramsWant && wg.node != nil {
 			g := newTensor(false, out, in)
+			xd, done := xe.f32()
 			Gemm(true, false, out, in, rows, 1, dout, out, xd, in, 0, g.Data(), in)
+			done()
 			BackwardWith([]*Tensor{wg}, []*Tensor{g})
 			g.Release()
 		}
@@ -83,9 +86,10 @@ func Conv2dFn(x, bias *Tensor, params []*Tensor, weight func() *Tensor, stride, 
 	if paramsWant {
 		saved = append(saved, x)
 	}
-	xd := x.Data()
-	xs := slices.Clone(x.shape)
+	xe, xs := elemsOf(x), slices.Clone(x.shape)
 	record(y, "Conv2dFn", inputs, saved, func(dout []float32, dx gradFn) {
+		xd, doneX := xe.f32If(paramsWant)
+		defer doneX()
 		wg := weight()
 		defer wg.Release()
 		p := ConvParams{N: xs[0], C: xs[1], H: xs[2], W: xs[3], O: wg.shape[0], KH: wg.shape[2], KW: wg.shape[3],
@@ -149,12 +153,14 @@ func LoRARankR(x, w, bias, a, b *Tensor, s float32, p float64, seed uint64) *Ten
 	if wants(x) {
 		saved = append(saved, w, a, b)
 	}
+	xe, keepX := elemsOf(x), wants(a) || wants(b)
 	record(y, "LoRARankR", []*Tensor{x, w, bias, a, b}, saved, func(dout []float32, dx gradFn) {
-		h := loraH(xd, ad, rows, in, r, p, seed)
-		defer h.Release()
-		hd := h.Data()
+		xd, doneX := xe.f32If(keepX) // saved activations may be packed (SetSavedBF16)
+		defer doneX()
 		if db := dx(4); db != nil { // dB = s·dYᵀ·H
-			Gemm(true, false, out, r, rows, s, dout, out, hd, r, 1, db, r)
+			h := loraH(xd, ad, rows, in, r, p, seed)
+			Gemm(true, false, out, r, rows, s, dout, out, h.Data(), r, 1, db, r)
+			h.Release()
 		}
 		// dH = s·dY·B [rows, r]
 		dh := newTensor(false, rows, r)

@@ -146,7 +146,14 @@ func binary(op binaryOp, a, b *Tensor) *Tensor {
 		}
 	}
 	as, bs := a.shape, b.shape
+	ae, be := elemsOf(a), elemsOf(b)
+	keepA, keepB := slices.Contains(saved, a), slices.Contains(saved, b)
 	record(out, name, []*Tensor{a, b}, saved, func(dout []float32, dx gradFn) {
+		// Only what was saved is read, through its storage: it may be packed (SetSavedBF16).
+		ad, doneA := ae.f32If(keepA)
+		bd, doneB := be.f32If(keepB)
+		defer doneA()
+		defer doneB()
 		binaryBackward(op, dx(0), dx(1), dout, ad, bd, shape, as, bs)
 	})
 	return out

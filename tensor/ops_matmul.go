@@ -70,7 +70,10 @@ func MatMul(a, b *Tensor, transA, transB bool) *Tensor {
 	if wants(a) {
 		saved = append(saved, b)
 	}
+	ae, keepA := elemsOf(a), wants(b)
 	record(out, "MatMul", []*Tensor{a, b}, saved, func(dout []float32, dx gradFn) {
+		ad, doneA := ae.f32If(keepA) // a saved activation may be packed (SetSavedBF16)
+		defer doneA()
 		if da := dx(0); da != nil {
 			switch {
 			case !transA && shared:
@@ -175,12 +178,15 @@ func Linear(x, w, bias *Tensor) *Tensor {
 	if wants(x) {
 		saved = append(saved, w)
 	}
+	xe, keepX := elemsOf(x), wants(w)
 	record(y, "Linear", []*Tensor{x, w, bias}, saved, func(dout []float32, dx gradFn) {
 		if d := dx(0); d != nil { // dX[rows, in] += dY · W
 			gemmAnyB(false, false, rows, in, out, dout, out, we, in, 1, d, in)
 		}
 		if dw := dx(1); dw != nil { // dW[out, in] += dYᵀ · X
+			xd, done := xe.f32If(keepX)
 			Gemm(true, false, out, in, rows, 1, dout, out, xd, in, 1, dw, in)
+			done()
 		}
 		if db := dx(2); db != nil {
 			biasGrad(db, dout, out)

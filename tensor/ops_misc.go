@@ -87,31 +87,46 @@ func Dropout(x *Tensor, p float64, seed uint64) *Tensor {
 	return out
 }
 
-// MSELoss returns mean((pred - target)²) as a one-element tensor. Shapes must match.
+// MSELoss returns mean((pred - target)²) as a one-element tensor. Shapes must match;
+// a nil target stands for zeros (the loss is then mean(pred²) and keeps only pred).
 func MSELoss(pred, target *Tensor) *Tensor {
-	if !slices.Equal(pred.shape, target.shape) {
+	if target != nil && !slices.Equal(pred.shape, target.shape) {
 		panic(fmt.Sprintf("tensor.MSELoss: shapes %v and %v", pred.shape, target.shape))
 	}
-	pd, td := mustF32("MSELoss", pred), mustF32("MSELoss", target)
+	pd, td := mustF32("MSELoss", pred), optF32("MSELoss", target)
 	var s float64
 	for i := range pd {
-		d := float64(pd[i]) - float64(td[i])
+		d := float64(pd[i])
+		if td != nil {
+			d -= float64(td[i])
+		}
 		s += d * d
 	}
 	n := float64(max(len(pd), 1))
 	out := newTensor(false, 1)
 	out.Data()[0] = float32(s / n)
 	if needsGrad(pred, target) {
+		pe, te := elemsOf(pred), optElems(target)
 		record(out, "MSELoss", []*Tensor{pred, target}, []*Tensor{pred, target}, func(dout []float32, dx gradFn) {
+			pd, doneP := pe.f32()
+			td, doneT := te.f32()
+			defer doneP()
+			defer doneT()
 			g := 2 * dout[0] / float32(n)
+			diff := func(i int) float32 {
+				if td == nil {
+					return pd[i]
+				}
+				return pd[i] - td[i]
+			}
 			if d := dx(0); d != nil {
 				for i := range d {
-					d[i] += g * (pd[i] - td[i])
+					d[i] += g * diff(i)
 				}
 			}
 			if d := dx(1); d != nil {
 				for i := range d {
-					d[i] -= g * (pd[i] - td[i])
+					d[i] -= g * diff(i)
 				}
 			}
 		})

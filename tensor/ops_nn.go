@@ -12,7 +12,10 @@ func GELU(x *Tensor, approxTanh bool) *Tensor {
 	out := newTensor(false, x.shape...)
 	geluForward(out.Data(), xd, approxTanh)
 	if needsGrad(x) {
+		xe := elemsOf(x)
 		record(out, "GELU", []*Tensor{x}, []*Tensor{x}, func(dout []float32, dx gradFn) {
+			xd, done := xe.f32()
+			defer done()
 			geluBackward(dx(0), dout, xd, approxTanh)
 		})
 	}
@@ -25,7 +28,10 @@ func SiLU(x *Tensor) *Tensor {
 	out := newTensor(false, x.shape...)
 	siluForward(out.Data(), xd)
 	if needsGrad(x) {
+		xe := elemsOf(x)
 		record(out, "SiLU", []*Tensor{x}, []*Tensor{x}, func(dout []float32, dx gradFn) {
+			xd, done := xe.f32()
+			defer done()
 			siluBackward(dx(0), dout, xd)
 		})
 	}
@@ -40,7 +46,10 @@ func Softmax(x *Tensor) *Tensor {
 	od := out.Data()
 	softmaxForward(od, xd, x.Len()/max(c, 1), c)
 	if needsGrad(x) {
+		oe := elemsOf(out)
 		record(out, "Softmax", []*Tensor{x}, []*Tensor{out}, func(dout []float32, dx gradFn) {
+			od, done := oe.f32()
+			defer done()
 			softmaxBackward(dx(0), dout, od, len(od)/max(c, 1), c)
 		})
 	}
@@ -74,9 +83,18 @@ func LayerNorm(x, w, b *Tensor, eps float32) *Tensor {
 	stats := newTensor(false, 2, rows)
 	mean, rstd := stats.Data()[:rows], stats.Data()[rows:]
 	layerNormForward(out.Data(), mean, rstd, xd, wd, bd, rows, c, eps)
+	stats.st.exact = true
 	defer stats.Release()
 	if needsGrad(x, w, b) {
+		// x stays float32: backward subtracts the mean, and a bf16 x would lose the
+		// deviations of rows whose mean is large next to their spread.
+		x.st.exact = true
+		xe, we := elemsOf(x), optElems(w)
 		record(out, "LayerNorm", []*Tensor{x, w, b}, []*Tensor{x, w, stats}, func(dout []float32, dx gradFn) {
+			xd, doneX := xe.f32()
+			wd, doneW := we.f32()
+			defer doneX()
+			defer doneW()
 			layerNormBackward(dx(0), dx(1), dx(2), dout, xd, wd, mean, rstd, rows, c)
 		})
 	}
@@ -99,9 +117,16 @@ func GroupNorm(x *Tensor, groups int, w, b *Tensor, eps float32) *Tensor {
 	stats := newTensor(false, 2, n*groups)
 	mean, rstd := stats.Data()[:n*groups], stats.Data()[n*groups:]
 	groupNormForward(out.Data(), mean, rstd, xd, wd, bd, n, c, hw, groups, eps)
+	stats.st.exact = true
 	defer stats.Release()
 	if needsGrad(x, w, b) {
+		x.st.exact = true // as in LayerNorm: backward subtracts the mean
+		xe, we := elemsOf(x), optElems(w)
 		record(out, "GroupNorm", []*Tensor{x, w, b}, []*Tensor{x, w, stats}, func(dout []float32, dx gradFn) {
+			xd, doneX := xe.f32()
+			wd, doneW := we.f32()
+			defer doneX()
+			defer doneW()
 			groupNormBackward(dx(0), dx(1), dx(2), dout, xd, wd, mean, rstd, n, c, hw, groups)
 		})
 	}
@@ -119,9 +144,15 @@ func RMSNorm(x, w *Tensor, eps float32) *Tensor {
 	rs := newTensor(false, rows)
 	rstd := rs.Data()
 	rmsNormForward(out.Data(), rstd, xd, wd, rows, c, eps)
+	rs.st.exact = true
 	defer rs.Release()
 	if needsGrad(x, w) {
+		xe, we := elemsOf(x), optElems(w)
 		record(out, "RMSNorm", []*Tensor{x, w}, []*Tensor{x, w, rs}, func(dout []float32, dx gradFn) {
+			xd, doneX := xe.f32()
+			wd, doneW := we.f32()
+			defer doneX()
+			defer doneW()
 			rmsNormBackward(dx(0), dx(1), dout, xd, wd, rstd, rows, c)
 		})
 	}
@@ -157,17 +188,14 @@ func Conv2d(x, w, bias *Tensor, stride, padding, groups int) *Tensor {
 	if wants(x) {
 		saved = append(saved, w)
 	}
+	xe := elemsOf(x)
 	record(out, "Conv2d", []*Tensor{x, w, bias}, saved, func(dout []float32, dx gradFn) {
 		dxd, dwd := dx(0), dx(1)
-		var wd []float32
-		if dxd != nil { // w is kept (and read) only when x needs its gradient
-			var done func()
-			wd, done = we.f32()
-			defer done()
-		}
-		if dwd == nil {
-			xd = nil // x is kept only when w needs its gradient
-		}
+		// w is kept (and read) only when x needs its gradient, x only when w needs one.
+		wd, doneW := we.f32If(dxd != nil)
+		xd, doneX := xe.f32If(dwd != nil)
+		defer doneW()
+		defer doneX()
 		conv2dBackward(dxd, dwd, dx(2), dout, xd, wd, p)
 	})
 	return out
@@ -212,9 +240,18 @@ func Attention(q, k, v *Tensor, heads int, mask *Tensor, causal bool) *Tensor {
 	lseT := newTensor(false, b, heads, tq)
 	od, lse := out.Data(), lseT.Data()
 	attentionForward(od, lse, qd, kd, vd, md, b, heads, tq, tk, d, scale, causal)
+	lseT.st.exact = true
 	defer lseT.Release()
 	if needsGrad(q, k, v) {
+		es := [...]elems{elemsOf(q), elemsOf(k), elemsOf(v), elemsOf(out), optElems(mask)}
 		record(out, "Attention", []*Tensor{q, k, v}, []*Tensor{q, k, v, out, lseT, mask}, func(dout []float32, dx gradFn) {
+			var ds [len(es)][]float32
+			for i, e := range es {
+				d, done := e.f32()
+				defer done()
+				ds[i] = d
+			}
+			qd, kd, vd, od, md := ds[0], ds[1], ds[2], ds[3], ds[4]
 			attentionBackward(dx(0), dx(1), dx(2), dout, qd, kd, vd, od, lse, md, b, heads, tq, tk, d, scale, causal)
 		})
 	}

@@ -314,15 +314,34 @@ type elems struct {
 
 func elemsOf(t *Tensor) elems { return elems{st: t.live(), off: t.off, n: t.Len()} }
 
+// optElems is elemsOf, or no elements for a nil tensor.
+func optElems(t *Tensor) elems {
+	if t == nil {
+		return elems{}
+	}
+	return elemsOf(t)
+}
+
 // f32 returns the elements as float32 for reading: the storage itself for F32, or a
 // widened temporary (counted as live until done is called) for 16-bit storage.
 func (e elems) f32() (data []float32, done func()) {
+	if e.st == nil {
+		return nil, func() {}
+	}
 	if e.st.dtype == F32 {
 		return e.st.f32[e.off : e.off+e.n], func() {}
 	}
 	s := CPU.alloc(F32, e.n, false)
-	widen(s.f32, e.st.u16[e.off:e.off+e.n], e.st.dtype)
+	widenParallel(s.f32, e.st.u16[e.off:e.off+e.n], e.st.dtype)
 	return s.f32, s.release
+}
+
+// f32If is f32 when keep is set, and nil data otherwise.
+func (e elems) f32If(keep bool) (data []float32, done func()) {
+	if !keep {
+		return nil, func() {}
+	}
+	return e.f32()
 }
 
 // f32 is elemsOf(t).f32().
