@@ -100,9 +100,12 @@ func (f *FeedForward) Forward(x *tensor.Tensor) *tensor.Tensor {
 	var a *tensor.Tensor
 	if f.Act == ActGEGLU || f.Act == ActGEGLUTanh {
 		parts := tensor.Chunk(h, 2, -1) // hidden, gate: [..., inner] each
-		g := tensor.GELU(parts[1], tanh)
-		a = tensor.Mul(parts[0], g)
-		tensor.Release(parts[0], parts[1], g)
+		act := tensor.GateGELU
+		if tanh {
+			act = tensor.GateGELUTanh
+		}
+		a = tensor.GatedAct(parts[0], parts[1], act) // keeps the two halves, not GELU(gate) too
+		tensor.Release(parts[0], parts[1])
 	} else {
 		a = tensor.GELU(h, tanh)
 	}
