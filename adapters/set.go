@@ -90,6 +90,18 @@ func (s *Set) Summary() string {
 		s.cfg.Kind, s.cfg.Rank, s.cfg.Alpha, s.cfg.Form, len(s.Adapters), lin, conv, s.NumParams())
 }
 
+// Attach makes the set's adapters the ones their layers run again, after another set
+// was injected into the same model (to compare sets on one model).
+func (s *Set) Attach() {
+	for _, a := range s.Adapters {
+		if a.linear != nil {
+			a.linear.Adapter = a
+		} else {
+			a.conv.Adapter = a
+		}
+	}
+}
+
 // Remove detaches every adapter from its layer and releases the adapter tensors.
 func (s *Set) Remove() {
 	for _, a := range s.Adapters {

@@ -13,8 +13,8 @@ type Plan struct {
 	Batch int
 	// Depth is the real layer count; 0 means the model is measured whole (sd15).
 	Depth int
-	// Fit are the two token counts measured at depths 1 and 2 (or whole) to fit the
-	// accounting; Check is a larger measured size compared with the fit, chosen away
+	// Fit are the two token counts measured at depths 2 and 3 (or whole) to fit the
+	// accounting; Check is a larger size, measured at depth 4, compared with the fit, chosen away
 	// from the crossover where saved activations and full-finetuning gradients are
 	// about equal (there the peak holds part of both, which max(saved, grads) does
 	// not model).
@@ -22,6 +22,8 @@ type Plan struct {
 	Check int
 	// Tokens are the sizes reported.
 	Tokens []int
+	// BF16 packs saved activations to bfloat16, as mixed-precision training keeps them.
+	BF16 bool
 }
 
 // Plans are the three models of the paper's comparison.
@@ -44,46 +46,86 @@ func fields(r *Row) []*int64 {
 // of the fit's prediction of the check shape's peak.
 //
 // auto chooses its path per layer from the token count, so for auto the fit is made
-// once per reported size, with auto deciding as it would at that size.
+// with auto deciding as it would at each reported size: a first measured shape shows
+// the choices every adapter makes there, and sizes with the same choices share one
+// fit.
 func Evaluate(p Plan, m Method, rank int) (measured, evaluated []Row, checkErr float64, err error) {
+	c := &measureCache{rows: map[measureKey]Row{}}
 	if m.Form != adapters.Auto {
-		return evaluate(p, m, rank, 0)
+		ev, e, err := evaluate(c, p, m, rank, 0)
+		return c.measured, ev, e, err
 	}
+	fitAt := map[string]int{} // auto's choices -> the size whose fit makes them
 	for _, n := range p.Tokens {
-		q := p
-		q.Tokens = []int{n}
-		ms, ev, e, err := evaluate(q, m, rank, n)
+		first := Shape{Model: p.Model, Layers: 2, Tokens: p.Fit[0], Batch: p.Batch, BF16: p.BF16}
+		if p.Depth == 0 {
+			first.Layers = 0
+		}
+		probe, err := c.measure(first, m, rank, float64(n)/float64(p.Fit[0]))
 		if err != nil {
 			return nil, nil, 0, err
 		}
-		measured, evaluated, checkErr = append(measured, ms...), append(evaluated, ev...), max(checkErr, e)
+		at, ok := fitAt[probe.choices]
+		if !ok {
+			at, fitAt[probe.choices] = n, n
+		}
+		q := p
+		q.Tokens = []int{n}
+		ev, e, err := evaluate(c, q, m, rank, at)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		evaluated, checkErr = append(evaluated, ev...), max(checkErr, e)
 	}
-	return measured, evaluated, checkErr, nil
+	return c.measured, evaluated, checkErr, nil
+}
+
+// measureKey identifies one measurement: a shape, and the token count auto decides as
+// if it saw (as a multiple of the shape's; 0: its own).
+type measureKey struct {
+	s     Shape
+	scale float64
+}
+
+// measureCache runs each measurement once and keeps the measured rows in order.
+type measureCache struct {
+	rows     map[measureKey]Row
+	measured []Row
+}
+
+func (c *measureCache) measure(s Shape, m Method, rank int, scale float64) (Row, error) {
+	k := measureKey{s, scale}
+	if r, ok := c.rows[k]; ok {
+		return r, nil
+	}
+	r, err := measure(s, m, rank, scale)
+	if err != nil {
+		return Row{}, err
+	}
+	c.rows[k] = r
+	c.measured = append(c.measured, r)
+	return r, nil
 }
 
 // evaluate fits and evaluates; autoAt, when > 0, makes auto decide every measured
 // shape as it would at autoAt tokens.
-func evaluate(p Plan, m Method, rank, autoAt int) (measured, evaluated []Row, checkErr float64, err error) {
+func evaluate(c *measureCache, p Plan, m Method, rank, autoAt int) (evaluated []Row, checkErr float64, err error) {
 	scale := func(n int) float64 {
 		if autoAt == 0 {
 			return 0
 		}
 		return float64(autoAt) / float64(n)
 	}
-	depths := []int{1, 2}
-	if p.Depth == 0 {
-		depths = []int{0}
-	}
+	depths, checkDepth := p.depths()
 	type key struct{ l, n int }
 	got := map[key]Row{}
 	for _, l := range depths {
 		for _, n := range p.Fit {
-			r, err := measure(Shape{Model: p.Model, Layers: l, Tokens: n, Batch: p.Batch}, m, rank, scale(n))
+			r, err := c.measure(Shape{Model: p.Model, Layers: l, Tokens: n, Batch: p.Batch, BF16: p.BF16}, m, rank, scale(n))
 			if err != nil {
-				return nil, nil, 0, err
+				return nil, 0, err
 			}
 			got[key{l, n}] = r
-			measured = append(measured, r)
 		}
 	}
 	n1, n2 := float64(p.Fit[0]), float64(p.Fit[1])
@@ -103,7 +145,7 @@ func evaluate(p Plan, m Method, rank, autoAt int) (measured, evaluated []Row, ch
 			}
 			v := at(depths[0])
 			if len(depths) == 2 {
-				v += (at(2) - at(1)) * float64(l-1)
+				v += (at(depths[1]) - at(depths[0])) * float64(l-depths[0])
 			}
 			*f = int64(math.Round(v))
 		}
@@ -111,16 +153,11 @@ func evaluate(p Plan, m Method, rank, autoAt int) (measured, evaluated []Row, ch
 		out.PeakBytes = out.ParamsBytes + out.OptimizerBytes + max(out.SavedBytes, out.GradsBytes) + out.TransientBytes
 		return out
 	}
-	checkDepth := 2
-	if p.Depth == 0 {
-		checkDepth = 0
-	}
 	if p.Check > 0 {
-		r, err := measure(Shape{Model: p.Model, Layers: checkDepth, Tokens: p.Check, Batch: p.Batch}, m, rank, scale(p.Check))
+		r, err := c.measure(Shape{Model: p.Model, Layers: checkDepth, Tokens: p.Check, Batch: p.Batch, BF16: p.BF16}, m, rank, scale(p.Check))
 		if err != nil {
-			return nil, nil, 0, err
+			return nil, 0, err
 		}
-		measured = append(measured, r)
 		e := predict(checkDepth, p.Check)
 		checkErr = math.Abs(float64(e.PeakBytes-r.PeakBytes)) / float64(r.PeakBytes)
 	}
@@ -129,11 +166,28 @@ func evaluate(p Plan, m Method, rank, autoAt int) (measured, evaluated []Row, ch
 		r.FitError = checkErr
 		evaluated = append(evaluated, r)
 	}
-	return measured, evaluated, checkErr, nil
+	return evaluated, checkErr, nil
 }
 
-// Claims checks the paper's statements on evaluated rows and returns one line each.
+// Claims checks the paper's statements on evaluated rows and returns one line each,
+// for each way of keeping saved activations the rows hold.
 func Claims(rows []Row) []string {
+	var out []string
+	for _, act := range []string{"f32", "bf16"} {
+		var sub []Row
+		for _, r := range rows {
+			if r.Activations == act {
+				sub = append(sub, r)
+			}
+		}
+		for _, c := range claims(sub) {
+			out = append(out, fmt.Sprintf("[%s saved activations] %s", act, c))
+		}
+	}
+	return out
+}
+
+func claims(rows []Row) []string {
 	find := func(model string, tokens int, label string) *Row {
 		for i := range rows {
 			r := &rows[i]
@@ -187,3 +241,32 @@ func above(b bool) string {
 }
 
 func gib(b int64) float64 { return float64(b) / (1 << 30) }
+
+// MeasuredShapes are the shapes Evaluate measures for p: the fit shapes and the check
+// shape.
+func (p Plan) MeasuredShapes() []Shape {
+	var out []Shape
+	depths, check := p.depths()
+	for _, l := range depths {
+		for _, n := range p.Fit {
+			out = append(out, Shape{Model: p.Model, Layers: l, Tokens: n, Batch: p.Batch, BF16: p.BF16})
+		}
+	}
+	if p.Check > 0 {
+		out = append(out, Shape{Model: p.Model, Layers: check, Tokens: p.Check, Batch: p.Batch, BF16: p.BF16})
+	}
+	return out
+}
+
+// depths returns the depths the fit measures and the depth of the check shape: 2 and
+// 3, then 4, beyond both fitted depths and tokens, for layer-stacked models; 0 (the
+// whole model) for sd15. The first layer is not typical (under an adapter its input,
+// the frozen embedding, needs no gradient, so it saves less, and with packed
+// activations that moves where the peak falls); from the second layer on, every layer
+// adds the same bytes.
+func (p Plan) depths() (fit []int, check int) {
+	if p.Depth == 0 {
+		return []int{0}, 0
+	}
+	return []int{2, 3}, 4
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/difftune/difftune/adapters"
@@ -48,14 +49,17 @@ var Methods = []Method{
 
 // Row is one line of `difftune bench memory --json`.
 type Row struct {
-	Model          string  `json:"model"`
-	Tokens         int     `json:"tokens"` // sequence length (llama) or image tokens (dit, sd15)
-	Batch          int     `json:"batch"`
-	Method         string  `json:"method"`
-	Adapter        string  `json:"adapter"`
-	Form           string  `json:"form"`
-	Dropout        float64 `json:"dropout"`
-	Rank           int     `json:"rank"`
+	Model   string  `json:"model"`
+	Tokens  int     `json:"tokens"` // sequence length (llama) or image tokens (dit, sd15)
+	Batch   int     `json:"batch"`
+	Method  string  `json:"method"`
+	Adapter string  `json:"adapter"`
+	Form    string  `json:"form"`
+	Dropout float64 `json:"dropout"`
+	Rank    int     `json:"rank"`
+	// Activations is how saved activations are kept: "f32", or "bf16" when they are
+	// packed as mixed-precision training keeps them (tensor.SetSavedBF16).
+	Activations    string  `json:"activations"`
 	Layers         int     `json:"layers,omitempty"`
 	ParamsBytes    int64   `json:"params_bytes"`
 	GradsBytes     int64   `json:"grads_bytes"`
@@ -68,6 +72,8 @@ type Row struct {
 	// FitError, on evaluated rows, is the relative error of the same fit's peak at
 	// the measured check shape.
 	FitError float64 `json:"fit_error,omitempty"`
+	// choices are the paths the adapters took, in order (see adapters.Adapter.Choice).
+	choices string
 }
 
 // Shape selects a model size to run: the model name, its depth (0: the real one;
@@ -76,6 +82,8 @@ type Shape struct {
 	Model          string
 	Layers, Tokens int
 	Batch          int
+	// BF16 packs saved activations to bfloat16 (tensor.SetSavedBF16).
+	BF16 bool
 }
 
 // model is a runnable benchmark model: its modules, a training loss, and cleanup.
@@ -104,9 +112,8 @@ func build(s Shape) (model, error) {
 				ids[i][j] = rng.IntN(c.Vocab)
 			}
 		}
-		target := tensor.Zeros(s.Batch, s.Tokens, c.Hidden)
-		return model{m: m, loss: func() (*tensor.Tensor, error) { return m.Loss(ids, target) },
-			release: func() { nn.ReleaseParams(m); target.Release() },
+		return model{m: m, loss: func() (*tensor.Tensor, error) { return m.Loss(ids) },
+			release: func() { nn.ReleaseParams(m) },
 			targets: adapters.Targets{"*.self_attn.*_proj", "*.mlp.*_proj"}}, nil
 	case "dit-xl-2":
 		c := dit.Presets["dit-xl-2"].(dit.DiTConfig)
@@ -171,14 +178,19 @@ func measure(s Shape, m Method, rank int, autoScale float64) (Row, error) {
 	}
 	defer mod.release()
 	var params []*tensor.Tensor
-	row := Row{Model: s.Model, Tokens: s.Tokens, Batch: s.Batch, Method: m.Name, Layers: s.Layers, Measured: true}
+	var set *adapters.Set
+	row := Row{Model: s.Model, Tokens: s.Tokens, Batch: s.Batch, Method: m.Name, Layers: s.Layers, Measured: true, Activations: "f32"}
+	if s.BF16 {
+		row.Activations = "bf16"
+	}
+	defer tensor.SetSavedBF16(tensor.SetSavedBF16(s.BF16))
 	if m.Name == "full" {
 		nn.SetTrainable(mod.m, true)
 		for _, p := range mod.m.Params("") {
 			params = append(params, p.T())
 		}
 	} else {
-		set, err := adapters.Inject(mod.m, adapters.Config{Kind: m.Adapter, Rank: rank, Form: m.Form, Dropout: m.Dropout, Seed: 1, AutoScale: autoScale}, mod.targets)
+		set, err = adapters.Inject(mod.m, adapters.Config{Kind: m.Adapter, Rank: rank, Form: m.Form, Dropout: m.Dropout, Seed: 1, AutoScale: autoScale}, mod.targets)
 		if err != nil {
 			return Row{}, err
 		}
@@ -211,6 +223,13 @@ func measure(s Shape, m Method, rank int, autoScale float64) (Row, error) {
 	tensor.Backward(loss)
 	loss.Release()
 	row.StepS = time.Since(t0).Seconds() // forward and backward
+	if set != nil {
+		var cs []string
+		for _, a := range set.Adapters {
+			cs = append(cs, a.Choice)
+		}
+		row.choices = strings.Join(cs, ",")
+	}
 	for _, p := range params {
 		p.ZeroGrad()
 	}

@@ -44,3 +44,62 @@ func TestFitPredictsMeasured(t *testing.T) {
 		t.Fatalf("weight form saved %d bytes, activation p=0.1 %d", weight.SavedBytes, act.SavedBytes)
 	}
 }
+
+// TestAutoSharesFits: auto makes the same choices at 32 and 48 tokens on the small
+// decoder, so the two sizes share one fit (one extra measurement, the probe), and the
+// shared fit's figure equals a fit made with auto deciding at 48 tokens itself.
+func TestAutoSharesFits(t *testing.T) {
+	small := Llama32_1B
+	small.Vocab, small.Hidden, small.Intermediate, small.Heads, small.KVHeads = 64, 64, 128, 4, 2
+	old := Llama32_1B
+	Llama32_1B = small
+	defer func() { Llama32_1B = old }()
+	p := Plan{Model: "llama-1b", Batch: 2, Depth: 4, Fit: [2]int{8, 16}, Check: 24, Tokens: []int{32, 48}}
+	m := Method{Name: "adapter", Adapter: adapters.LoRA, Form: adapters.Auto}
+	measured, ev, _, err := Evaluate(p, m, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(measured) != 6 || len(ev) != 2 {
+		t.Fatalf("%d measured and %d evaluated rows, want 6 (five for the fit, one probe) and 2", len(measured), len(ev))
+	}
+	if measured[0].choices != measured[5].choices || measured[0].choices == "" {
+		t.Fatalf("choices at 32 and 48 tokens: %q and %q", measured[0].choices, measured[5].choices)
+	}
+	c := &measureCache{rows: map[measureKey]Row{}}
+	q := p
+	q.Tokens = []int{48}
+	own, _, err := evaluate(c, q, m, 4, 48)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own[0].PeakBytes != ev[1].PeakBytes || own[0].SavedBytes != ev[1].SavedBytes {
+		t.Fatalf("48 tokens: shared fit peak %d saved %d, own fit peak %d saved %d", ev[1].PeakBytes, ev[1].SavedBytes, own[0].PeakBytes, own[0].SavedBytes)
+	}
+}
+
+// TestTimeForms times the three forms (two with dropout) on the small decoder and
+// reports auto's choices; the leak check of TestMain sees every set released.
+func TestTimeForms(t *testing.T) {
+	small := Llama32_1B
+	small.Vocab, small.Hidden, small.Intermediate, small.Heads, small.KVHeads = 64, 64, 128, 4, 2
+	old := Llama32_1B
+	Llama32_1B = small
+	defer func() { Llama32_1B = old }()
+	for _, dropout := range []float64{0, 0.1} {
+		r, err := TimeForms(Shape{Model: "llama-1b", Layers: 2, Tokens: 16, Batch: 2}, 4, dropout, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 3
+		if dropout > 0 {
+			want = 2
+		}
+		if len(r.StepS) != want || r.AutoOverFastest <= 0 || r.Choices["merged"]+r.Choices["rank-r"] != 14 {
+			t.Fatalf("dropout %g: %+v (want %d forms, 14 adapters' choices)", dropout, r, want)
+		}
+		if dropout > 0 && r.Choices["rank-r"] != 14 {
+			t.Fatalf("dropout %g: auto chose %v; with dropout LoRA must take its rank-r path", dropout, r.Choices)
+		}
+	}
+}

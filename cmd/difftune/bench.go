@@ -25,7 +25,7 @@ func newBenchCmd() *cobra.Command {
 		},
 	}
 	addDeviceFlag(cmd.PersistentFlags(), &device)
-	cmd.AddCommand(newBenchGemmCmd(), newBenchStepCmd(), newBenchMemoryCmd())
+	cmd.AddCommand(newBenchGemmCmd(), newBenchStepCmd(), newBenchMemoryCmd(), newBenchFormsCmd())
 	requireSubcommand(cmd)
 	return cmd
 }
@@ -170,9 +170,10 @@ func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 func newBenchMemoryCmd() *cobra.Command {
 	var o struct {
-		models []string
-		rank   int
-		json   bool
+		models      []string
+		rank        int
+		json        bool
+		activations []string
 	}
 	cmd := &cobra.Command{
 		Use:   "memory",
@@ -188,10 +189,19 @@ same accounting fitted over depth and token count, and the fit is checked agains
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
 			var all []membench.Row
-			for _, p := range membench.Plans {
-				if len(o.models) > 0 && !slices.Contains(o.models, p.Model) {
-					continue
+			var plans []membench.Plan
+			for _, a := range o.activations {
+				if a != "f32" && a != "bf16" {
+					return fmt.Errorf("--activations %q: want f32, bf16 or both (f32,bf16)", a)
 				}
+				for _, p := range membench.Plans {
+					if len(o.models) == 0 || slices.Contains(o.models, p.Model) {
+						p.BF16 = a == "bf16"
+						plans = append(plans, p)
+					}
+				}
+			}
+			for _, p := range plans {
 				for _, m := range membench.Methods {
 					measured, evaluated, checkErr, err := membench.Evaluate(p, m, o.rank)
 					if err != nil {
@@ -207,8 +217,8 @@ same accounting fitted over depth and token count, and the fit is checked agains
 					}
 					if !o.json {
 						for _, r := range evaluated {
-							fmt.Fprintf(out, "%-9s %6d tokens  %-26s peak %7.2f GiB = params %.2f + grads %.2f + optimizer %.2f + saved %.2f + transient %.2f\n",
-								r.Model, r.Tokens, m.Label(), gib(r.PeakBytes), gib(r.ParamsBytes), gib(r.GradsBytes), gib(r.OptimizerBytes), gib(r.SavedBytes), gib(r.TransientBytes))
+							fmt.Fprintf(out, "%-9s %6d tokens  %-4s %-26s peak %7.2f GiB = params %.2f + grads %.2f + optimizer %.2f + saved %.2f + transient %.2f\n",
+								r.Model, r.Tokens, r.Activations, m.Label(), gib(r.PeakBytes), gib(r.ParamsBytes), gib(r.GradsBytes), gib(r.OptimizerBytes), gib(r.SavedBytes), gib(r.TransientBytes))
 						}
 						fmt.Fprintf(out, "%-9s %-26s fit vs measured check shape: %.2f%%\n", p.Model, m.Label(), 100*checkErr)
 					}
@@ -224,8 +234,67 @@ same accounting fitted over depth and token count, and the fit is checked agains
 	}
 	cmd.Flags().StringSliceVar(&o.models, "model", nil, "models to run: llama-1b, dit-xl-2, sd15 (default: all)")
 	cmd.Flags().IntVar(&o.rank, "rank", 16, "adapter rank")
-	cmd.Flags().BoolVar(&o.json, "json", false, `one JSON object per row: model, tokens, batch, method, adapter, form, dropout, rank, params_bytes, grads_bytes, optimizer_bytes, saved_bytes, transient_bytes, peak_bytes, measured, step_s`)
+	cmd.Flags().StringSliceVar(&o.activations, "activations", []string{"f32"}, "how saved activations are kept: f32, bf16 (packed as mixed-precision training keeps them), or both")
+	cmd.Flags().BoolVar(&o.json, "json", false, `one JSON object per row: model, tokens, batch, method, adapter, form, dropout, rank, activations, params_bytes, grads_bytes, optimizer_bytes, saved_bytes, transient_bytes, peak_bytes, measured, step_s`)
 	return cmd
 }
 
 func gib(b int64) float64 { return float64(b) / (1 << 30) }
+
+func newBenchFormsCmd() *cobra.Command {
+	var o struct {
+		models []string
+		rank   int
+		reps   int
+		json   bool
+	}
+	cmd := &cobra.Command{
+		Use:   "forms",
+		Short: "Time LoRA's activation, weight and auto forms side by side on the memory benchmark's measured shapes",
+		Long: `For every shape that bench memory measures (the fit and check shapes of each model), times a LoRA
+training step's forward and backward in the activation, weight and auto forms with dropout 0, and in the
+activation and auto forms with dropout 0.1. The forms share one model and their repetitions are
+interleaved, so that a shared machine's load drifts over all of them alike; each time is a median.
+Reports auto's time over the fastest other form's.`,
+		Example: `  difftune bench forms --json > forms.jsonl
+  difftune bench forms --model dit-xl-2 --reps 7`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.reps < 1 {
+				return usagef("--reps %d: want 1 or more", o.reps)
+			}
+			out := cmd.OutOrStdout()
+			worst := 0.0
+			for _, p := range membench.Plans {
+				if len(o.models) > 0 && !slices.Contains(o.models, p.Model) {
+					continue
+				}
+				for _, s := range p.MeasuredShapes() {
+					for _, dropout := range []float64{0, 0.1} {
+						r, err := membench.TimeForms(s, o.rank, dropout, o.reps)
+						if err != nil {
+							return fmt.Errorf("%s %d tokens: %w", s.Model, s.Tokens, err)
+						}
+						worst = max(worst, r.AutoOverFastest)
+						if o.json {
+							b, _ := json.Marshal(r)
+							fmt.Fprintln(out, string(b))
+							continue
+						}
+						fmt.Fprintf(out, "%-9s layers %d, %5d tokens, batch %d, dropout %-3g: activation %.3f s, weight %.3f s, auto %.3f s: auto/fastest %.3f %v\n",
+							r.Model, r.Layers, r.Tokens, r.Batch, r.Dropout, r.StepS["activation"], r.StepS["weight"], r.StepS["auto"], r.AutoOverFastest, r.Choices)
+					}
+				}
+			}
+			if !o.json {
+				fmt.Fprintf(out, "(c) auto's step time is at most %.3f× the faster form's on every measured shape\n", worst)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVar(&o.models, "model", nil, "models to run: llama-1b, dit-xl-2, sd15 (default: all)")
+	cmd.Flags().IntVar(&o.rank, "rank", 16, "adapter rank")
+	cmd.Flags().IntVar(&o.reps, "reps", 5, "timed repetitions per form (after one untimed round)")
+	cmd.Flags().BoolVar(&o.json, "json", false, "one JSON object per shape and dropout: model, layers, tokens, batch, rank, dropout, reps, step_s per form, auto_over_fastest, auto_choices")
+	return cmd
+}
