@@ -38,6 +38,7 @@ type trainOptions struct {
 	out, name                             string
 	saveEvery, keepLast, sampleEvery      int
 	samplePrompts, sampler, precision     string
+	savedActivations                      string
 	format                                string
 	resume, dryRun                        bool
 	load                                  pipeline.Options
@@ -123,6 +124,7 @@ Any flag may also be set in a TOML file given with --config (flags on the comman
 	f.StringVar(&o.samplePrompts, "sample-prompts", "", "file of preview prompts, kohya syntax: prompt --n negative --w 32 --h 32 --d seed --l cfg --s steps")
 	f.StringVar(&o.sampler, "sampler", "euler_a", "sampler of the previews")
 	f.StringVar(&o.precision, "save-precision", "fp16", "adapter file dtype: fp32, fp16, bf16")
+	f.StringVar(&o.savedActivations, "saved-activations", "fp32", "how activations kept for backward are stored: fp32, or bf16 (about half the activation memory, as mixed-precision training keeps them; the computation stays fp32)")
 	f.StringVar(&o.format, "save-format", "kohya", "adapter file naming: kohya or peft")
 	f.BoolVar(&o.resume, "resume", false, "continue the run saved in --out")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the dataset summary, buckets, adapted modules and memory plan, and exit")
@@ -158,6 +160,10 @@ func runTrain(cmd *cobra.Command, dir string, o *trainOptions) error {
 	if _, ok := dtype[o.precision]; !ok {
 		return usagef("--save-precision %q: want fp32, fp16 or bf16", o.precision)
 	}
+	if o.savedActivations != "fp32" && o.savedActivations != "bf16" {
+		return usagef("--saved-activations %q: want fp32 or bf16", o.savedActivations)
+	}
+	defer tensor.SetSavedBF16(tensor.SetSavedBF16(o.savedActivations == "bf16"))
 	targets, err := adapters.ParseTargets(o.targets)
 	if err != nil {
 		return usageError{err}
