@@ -6,6 +6,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,4 +186,54 @@ func maxPixelDiff(t *testing.T, a, b string) int {
 		}
 	}
 	return worst
+}
+
+// TestTrainSavedActivationsBF16 trains tiny-unet (group and layer norms, GEGLU,
+// attention) for the same 30 steps with float32 and with bf16 saved activations: the
+// bf16 run keeps 40-75% of the saved bytes (norm inputs stay float32) and its losses
+// follow the float32 run's. A bad value is refused naming the flag.
+func TestTrainSavedActivationsBF16(t *testing.T) {
+	dir := t.TempDir()
+	ds := filepath.Join(dir, "shapes")
+	os.Mkdir(ds, 0o755)
+	writeDataset(t, ds)
+	type line struct {
+		Loss      float64 `json:"loss"`
+		SavedPeak int64   `json:"peak_saved_bytes"`
+	}
+	runWith := func(act string) []line {
+		out := filepath.Join(dir, act)
+		code, _, msg := run("train", ds, "--model", "tiny-unet", "--steps", "30", "--batch", "2", "--lr", "1e-3", "--targets", "attn-mlp",
+			"--out", out, "--cache", "none", "--saved-activations", act)
+		if code != 0 {
+			t.Fatalf("--saved-activations %s: exit %d: %s", act, code, msg)
+		}
+		raw, _ := os.ReadFile(filepath.Join(out, "train.jsonl"))
+		var ls []line
+		for _, s := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+			var l line
+			json.Unmarshal([]byte(s), &l)
+			ls = append(ls, l)
+		}
+		return ls
+	}
+	f32, bf16 := runWith("fp32"), runWith("bf16")
+	if len(f32) != 30 || len(bf16) != 30 {
+		t.Fatalf("%d and %d log lines", len(f32), len(bf16))
+	}
+	ratio := float64(bf16[29].SavedPeak) / float64(f32[29].SavedPeak)
+	var worst float64
+	for i := range f32 {
+		worst = max(worst, math.Abs(bf16[i].Loss-f32[i].Loss)/f32[i].Loss)
+	}
+	t.Logf("saved peak %d -> %d bytes (%.3f); largest relative loss difference over 30 steps %.2g", f32[29].SavedPeak, bf16[29].SavedPeak, ratio, worst)
+	if ratio < 0.4 || ratio > 0.75 {
+		t.Errorf("bf16 saved activations keep %.3f of the float32 saved bytes", ratio)
+	}
+	if worst > 0.05 {
+		t.Errorf("losses differ by up to %.2g relative", worst)
+	}
+	if code, _, msg := run("train", ds, "--model", "tiny-unet", "--steps", "1", "--saved-activations", "fp8"); code != 2 || !strings.Contains(msg, "--saved-activations") {
+		t.Fatalf("bad value: exit %d, %s", code, msg)
+	}
 }
