@@ -13,13 +13,15 @@ type Plan struct {
 	Batch int
 	// Depth is the real layer count; 0 means the model is measured whole (sd15).
 	Depth int
-	// Fit are the two token counts measured at depths 2 and 3 (or whole) to fit the
-	// accounting; Check is a larger size, measured at depth 4, compared with the fit, chosen away
-	// from the crossover where saved activations and full-finetuning gradients are
-	// about equal (there the peak holds part of both, which max(saved, grads) does
-	// not model).
-	Fit   [2]int
-	Check int
+	// Fit are the token counts (ascending, at least two) measured at depths 2 and 3
+	// (or whole) to fit the accounting: linear in N between neighbouring counts, and
+	// beyond the last two. A count at or near the reported sizes keeps the fit in the
+	// regime that holds there: at few tokens, token-independent temporaries (merged
+	// weights) decide where the peak falls; at many, the per-token ones.
+	Fit []int
+	// Check is a shape measured and compared with the fit: CheckDepth layers (0: the
+	// whole model) and Check tokens.
+	Check, CheckDepth int
 	// Tokens are the sizes reported.
 	Tokens []int
 	// BF16 packs saved activations to bfloat16, as mixed-precision training keeps them.
@@ -28,9 +30,9 @@ type Plan struct {
 
 // Plans are the three models of the paper's comparison.
 var Plans = []Plan{
-	{Model: "llama-1b", Batch: 8, Depth: 16, Fit: [2]int{32, 64}, Check: 128, Tokens: []int{256, 512, 1024, 2048, 4096, 8192, 16384}},
-	{Model: "dit-xl-2", Batch: 1, Depth: 28, Fit: [2]int{256, 1024}, Check: 2304, Tokens: []int{256, 1024, 4096}},
-	{Model: "sd15", Batch: 1, Fit: [2]int{256, 576}, Check: 1024, Tokens: []int{1024, 4096}},
+	{Model: "llama-1b", Batch: 8, Depth: 16, Fit: []int{32, 64, 512}, Check: 1024, CheckDepth: 2, Tokens: []int{256, 512, 1024, 2048, 4096, 8192, 16384}},
+	{Model: "dit-xl-2", Batch: 1, Depth: 28, Fit: []int{256, 1024, 4096}, Check: 4096, CheckDepth: 4, Tokens: []int{256, 1024, 4096}},
+	{Model: "sd15", Batch: 1, Fit: []int{256, 576}, Check: 1024, Tokens: []int{1024, 4096}},
 }
 
 // fields lists a row's byte components in a fixed order for fitting.
@@ -128,7 +130,15 @@ func evaluate(c *measureCache, p Plan, m Method, rank, autoAt int) (evaluated []
 			got[key{l, n}] = r
 		}
 	}
-	n1, n2 := float64(p.Fit[0]), float64(p.Fit[1])
+	// seg returns the fit counts whose line evaluates n: the neighbours around it, or
+	// the first or last two.
+	seg := func(n int) (int, int) {
+		i := 1
+		for i < len(p.Fit)-1 && n > p.Fit[i] {
+			i++
+		}
+		return p.Fit[i-1], p.Fit[i]
+	}
 	predict := func(l, n int) Row {
 		base := got[key{depths[0], p.Fit[0]}]
 		out := base
@@ -140,8 +150,9 @@ func evaluate(c *measureCache, p Plan, m Method, rank, autoAt int) (evaluated []
 			val := func(l, n int) float64 { r := got[key{l, n}]; return float64(*fields(&r)[i]) }
 			// Linear in N at each depth, then linear in L.
 			at := func(l int) float64 {
-				a, b := val(l, p.Fit[0]), val(l, p.Fit[1])
-				return a + (b-a)/(n2-n1)*(float64(n)-n1)
+				n1, n2 := seg(n)
+				a, b := val(l, n1), val(l, n2)
+				return a + (b-a)/float64(n2-n1)*float64(n-n1)
 			}
 			v := at(depths[0])
 			if len(depths) == 2 {
@@ -258,15 +269,14 @@ func (p Plan) MeasuredShapes() []Shape {
 	return out
 }
 
-// depths returns the depths the fit measures and the depth of the check shape: 2 and
-// 3, then 4, beyond both fitted depths and tokens, for layer-stacked models; 0 (the
-// whole model) for sd15. The first layer is not typical (under an adapter its input,
-// the frozen embedding, needs no gradient, so it saves less, and with packed
-// activations that moves where the peak falls); from the second layer on, every layer
-// adds the same bytes.
+// depths returns the depths the fit measures, 2 and 3 for layer-stacked models and 0
+// (the whole model) for sd15, and the depth of the check shape. The first layer is not
+// typical (under an adapter its input, the frozen embedding, needs no gradient, so it
+// saves less, and with packed activations that moves where the peak falls); from the
+// second layer on, every layer adds the same bytes.
 func (p Plan) depths() (fit []int, check int) {
 	if p.Depth == 0 {
 		return []int{0}, 0
 	}
-	return []int{2, 3}, 4
+	return []int{2, 3}, p.CheckDepth
 }

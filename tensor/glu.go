@@ -37,11 +37,7 @@ func GatedAct(value, gate *Tensor, act GateAct) *Tensor {
 	}
 	ve, ge := elemsOf(value), elemsOf(gate)
 	record(out, "GatedAct", []*Tensor{value, gate}, []*Tensor{value, gate}, func(dout []float32, dx gradFn) {
-		vd, doneV := ve.f32() // saved activations may be packed (SetSavedBF16)
-		gd, doneG := ge.f32()
-		defer doneV()
-		defer doneG()
-		gatedActBackward(dx(0), dx(1), dout, vd, gd, act)
+		gatedActBackward(dx(0), dx(1), dout, ve, ge, act)
 	})
 	return out
 }
@@ -69,25 +65,27 @@ func actBackward(dx, dout, x []float32, act GateAct) {
 
 // gatedActBackward accumulates dvalue += dout ⊙ act(gate) and dgate += (dout ⊙ value)
 // ⊙ act′(gate) (either may be nil), a block of kernelGrain elements at a time so that
-// the recomputed terms need no full-size buffer. Each block is at most one kernel
-// grain, so the activation kernels run it inline.
-func gatedActBackward(dvalue, dgate, dout, value, gate []float32, act GateAct) {
+// the recomputed terms, and value and gate when they are packed (SetSavedBF16), need
+// no full-size buffer. Each block is at most one kernel grain, so the activation
+// kernels run it inline.
+func gatedActBackward(dvalue, dgate, dout []float32, value, gate elems, act GateAct) {
 	parallelFor(len(dout), kernelGrain, func(lo, hi int) {
-		var buf [kernelGrain]float32
+		var buf, vbuf, gbuf [kernelGrain]float32
 		for b := lo; b < hi; b += kernelGrain {
 			e := min(b+kernelGrain, hi)
-			t := buf[:e-b]
+			t, g := buf[:e-b], gate.block(b, e, gbuf[:])
 			if dvalue != nil {
-				actForward(t, gate[b:e], act)
+				actForward(t, g, act)
 				for i, a := range t {
 					dvalue[b+i] += float32(dout[b+i] * a)
 				}
 			}
 			if dgate != nil {
+				v := value.block(b, e, vbuf[:])
 				for i := range t {
-					t[i] = dout[b+i] * value[b+i]
+					t[i] = dout[b+i] * v[i]
 				}
-				actBackward(dgate[b:e], t, gate[b:e], act)
+				actBackward(dgate[b:e], t, g, act)
 			}
 		}
 	})

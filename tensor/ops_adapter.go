@@ -57,9 +57,8 @@ func LinearFn(x, bias *Tensor, params []*Tensor, weight func() *Tensor) *Tensor 
 		}
 		if paramsWant && wg.node != nil {
 			g := newTensor(false, out, in)
-			xd, done := xe.f32()
-			Gemm(true, false, out, in, rows, 1, dout, out, xd, in, 0, g.Data(), in)
-			done()
+			// x as the B operand: a packed x is widened panel by panel, not copied whole.
+			gemmAnyB(true, false, out, in, rows, dout, out, xe, in, 0, g.Data(), in)
 			BackwardWith([]*Tensor{wg}, []*Tensor{g})
 			g.Release()
 		}

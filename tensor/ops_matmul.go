@@ -72,8 +72,6 @@ func MatMul(a, b *Tensor, transA, transB bool) *Tensor {
 	}
 	ae, keepA := elemsOf(a), wants(b)
 	record(out, "MatMul", []*Tensor{a, b}, saved, func(dout []float32, dx gradFn) {
-		ad, doneA := ae.f32If(keepA) // a saved activation may be packed (SetSavedBF16)
-		defer doneA()
 		if da := dx(0); da != nil {
 			switch {
 			case !transA && shared:
@@ -90,12 +88,16 @@ func MatMul(a, b *Tensor, transA, transB bool) *Tensor {
 				done()
 			}
 		}
-		if db := dx(1); db != nil {
+		if db := dx(1); db != nil && keepA {
+			if shared && !transA && transB { // dB = dCᵀ·A, with a packed A read as the B operand
+				gemmAnyB(true, false, n, k, batch*m, dout, n, ae, lda, 1, db, ldb)
+				return
+			}
+			ad, doneA := ae.f32() // a saved activation may be packed (SetSavedBF16)
+			defer doneA()
 			switch {
 			case shared && !transA && !transB:
 				Gemm(true, false, k, n, batch*m, 1, ad, lda, dout, n, 1, db, ldb) // dB = Aᵀ·dC
-			case shared && !transA:
-				Gemm(true, false, n, k, batch*m, 1, dout, n, ad, lda, 1, db, ldb) // dB = dCᵀ·A
 			case shared:
 				for i := range batch {
 					matmulGradB(transA, transB, m, n, k, ad[i*m*k:], lda, dout[i*m*n:], db, ldb)
@@ -183,10 +185,8 @@ func Linear(x, w, bias *Tensor) *Tensor {
 		if d := dx(0); d != nil { // dX[rows, in] += dY · W
 			gemmAnyB(false, false, rows, in, out, dout, out, we, in, 1, d, in)
 		}
-		if dw := dx(1); dw != nil { // dW[out, in] += dYᵀ · X
-			xd, done := xe.f32If(keepX)
-			Gemm(true, false, out, in, rows, 1, dout, out, xd, in, 1, dw, in)
-			done()
+		if dw := dx(1); dw != nil && keepX { // dW[out, in] += dYᵀ · X, X packed or not
+			gemmAnyB(true, false, out, in, rows, dout, out, xe, in, 1, dw, in)
 		}
 		if db := dx(2); db != nil {
 			biasGrad(db, dout, out)

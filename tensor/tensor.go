@@ -336,6 +336,17 @@ func (e elems) f32() (data []float32, done func()) {
 	return s.f32, s.release
 }
 
+// block returns elements [lo, hi) as float32: the storage itself for F32, or
+// widened into buf (at least hi-lo long) for 16-bit storage.
+func (e elems) block(lo, hi int, buf []float32) []float32 {
+	if e.st.dtype == F32 {
+		return e.st.f32[e.off+lo : e.off+hi]
+	}
+	b := buf[:hi-lo]
+	widen(b, e.st.u16[e.off+lo:e.off+hi], e.st.dtype)
+	return b
+}
+
 // f32If is f32 when keep is set, and nil data otherwise.
 func (e elems) f32If(keep bool) (data []float32, done func()) {
 	if !keep {

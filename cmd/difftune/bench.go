@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -174,6 +175,7 @@ func newBenchMemoryCmd() *cobra.Command {
 		rank        int
 		json        bool
 		activations []string
+		report      string
 	}
 	cmd := &cobra.Command{
 		Use:   "memory",
@@ -188,6 +190,19 @@ same accounting fitted over depth and token count, and the fit is checked agains
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
+			if o.report != "" {
+				f, err := os.Open(o.report)
+				if err != nil {
+					return usagef("--report: %v", err)
+				}
+				defer f.Close()
+				rows, err := membench.ReadRows(f)
+				if err != nil {
+					return usagef("--report %s: %v (want the output of bench memory --json)", o.report, err)
+				}
+				fmt.Fprint(out, membench.Report(rows))
+				return nil
+			}
 			var all []membench.Row
 			var plans []membench.Plan
 			for _, a := range o.activations {
@@ -234,6 +249,7 @@ same accounting fitted over depth and token count, and the fit is checked agains
 	}
 	cmd.Flags().StringSliceVar(&o.models, "model", nil, "models to run: llama-1b, dit-xl-2, sd15 (default: all)")
 	cmd.Flags().IntVar(&o.rank, "rank", 16, "adapter rank")
+	cmd.Flags().StringVar(&o.report, "report", "", "print Markdown tables and the paper's claims from a file of earlier --json output instead of measuring")
 	cmd.Flags().StringSliceVar(&o.activations, "activations", []string{"f32"}, "how saved activations are kept: f32, bf16 (packed as mixed-precision training keeps them), or both")
 	cmd.Flags().BoolVar(&o.json, "json", false, `one JSON object per row: model, tokens, batch, method, adapter, form, dropout, rank, activations, params_bytes, grads_bytes, optimizer_bytes, saved_bytes, transient_bytes, peak_bytes, measured, step_s`)
 	return cmd
