@@ -253,18 +253,14 @@ func above(b bool) string {
 
 func gib(b int64) float64 { return float64(b) / (1 << 30) }
 
-// MeasuredShapes are the shapes Evaluate measures for p: the fit shapes and the check
-// shape.
-func (p Plan) MeasuredShapes() []Shape {
+// TimedShapes are the shapes bench forms times for p: the two smallest fit token
+// counts at the first fit depth (the whole model for sd15). The larger measured
+// shapes take minutes per step on two cores.
+func (p Plan) TimedShapes() []Shape {
+	depths, _ := p.depths()
 	var out []Shape
-	depths, check := p.depths()
-	for _, l := range depths {
-		for _, n := range p.Fit {
-			out = append(out, Shape{Model: p.Model, Layers: l, Tokens: n, Batch: p.Batch, BF16: p.BF16})
-		}
-	}
-	if p.Check > 0 {
-		out = append(out, Shape{Model: p.Model, Layers: check, Tokens: p.Check, Batch: p.Batch, BF16: p.BF16})
+	for _, n := range p.Fit[:2] {
+		out = append(out, Shape{Model: p.Model, Layers: depths[0], Tokens: n, Batch: p.Batch})
 	}
 	return out
 }

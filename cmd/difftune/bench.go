@@ -266,9 +266,9 @@ func newBenchFormsCmd() *cobra.Command {
 	}
 	cmd := &cobra.Command{
 		Use:   "forms",
-		Short: "Time LoRA's activation, weight and auto forms side by side on the memory benchmark's measured shapes",
-		Long: `For every shape that bench memory measures (the fit and check shapes of each model), times a LoRA
-training step's forward and backward in the activation, weight and auto forms with dropout 0, and in the
+		Short: "Time LoRA's activation, weight and auto forms side by side on shapes bench memory measures",
+		Long: `On the shapes bench memory measures first (its two smallest token counts at depth 2; SD1.5 whole),
+times a LoRA training step's forward and backward in the activation, weight and auto forms with dropout 0, and in the
 activation and auto forms with dropout 0.1. The forms share one model and their repetitions are
 interleaved, so that a shared machine's load drifts over all of them alike; each time is a median.
 Reports auto's time over the fastest other form's.`,
@@ -285,7 +285,7 @@ Reports auto's time over the fastest other form's.`,
 				if len(o.models) > 0 && !slices.Contains(o.models, p.Model) {
 					continue
 				}
-				for _, s := range p.MeasuredShapes() {
+				for _, s := range p.TimedShapes() {
 					for _, dropout := range []float64{0, 0.1} {
 						r, err := membench.TimeForms(s, o.rank, dropout, o.reps)
 						if err != nil {
