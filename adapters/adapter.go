@@ -62,6 +62,11 @@ func (a *Adapter) ForwardLinear(l *nn.Linear, x *tensor.Tensor) *tensor.Tensor {
 	n := x.Len() / in
 	switch a.choose(n, in, out, p) {
 	case "merged":
+		if lo, ok := a.impl.(*lora); ok && a.set.cfg.Form == Auto {
+			// auto: the merged forward, with LoRA's rank-r backward (saves x only, and
+			// no [out, in] gradient as the weight form's backward forms).
+			return tensor.LoRAMerged(x, l.Weight, l.Bias, lo.down, lo.up, lo.s)
+		}
 		return tensor.LinearFn(x, l.Bias, a.leaves(), func() *tensor.Tensor { return a.impl.merged(l.Weight) })
 	case "rank-r":
 		lo := a.impl.(*lora)

@@ -40,7 +40,7 @@ func TestMeasureAutoPaths(t *testing.T) {
 						if path == 0 {
 							y = tensor.LoRARankR(x, l.Weight, l.Bias, lo.down, lo.up, lo.s, 0, 0)
 						} else {
-							y = tensor.LinearFn(x, l.Bias, []*tensor.Tensor{lo.down, lo.up}, func() *tensor.Tensor { return lo.merged(l.Weight) })
+							y = tensor.LoRAMerged(x, l.Weight, l.Bias, lo.down, lo.up, lo.s)
 						}
 						loss := tensor.Sum(y, false)
 						tensor.Backward(loss)

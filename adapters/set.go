@@ -270,8 +270,12 @@ func rankAlpha(c Config, w *tensor.Tensor, im impl) (int, float64) {
 //
 // on the AMD Zen 5 (2 cores, AVX-512) this repository was developed on: for every
 // shape tested, from the rule's threshold to four times it, the rank-r path was
-// 1.2-1.6× faster than merging, because the merged backward spends 2·N·in·out
-// multiply-adds on dW′ = dYᵀX where the rank-r path spends about 14·N·r·(in+out)/2.
+// 1.2-1.6× faster than merging. That was measured when auto's merged path was the
+// weight form's, whose backward spends 2·N·in·out multiply-adds on dW′ = dYᵀX; auto
+// now merges the forward only (tensor.LoRAMerged, rank-r backward), for which the
+// two paths differ by the forward's 2·N·r·(in+out) against 2·r·in·out alone, so
+// these entries keep rank-r where merging would save little. They are due to be
+// measured again with the test above.
 var autoOverrides = map[[4]int]bool{
 	{320, 320, 8, 512}:     false,
 	{320, 320, 8, 1024}:    false,

@@ -220,6 +220,26 @@ func claims(rows []Row) []string {
 				n, gib(act.PeakBytes), gib(full.PeakBytes), above(act.PeakBytes > full.PeakBytes)))
 		}
 	}
+	// (c), memory: auto at or below both other forms at every evaluated size.
+	for _, model := range []string{"llama-1b", "dit-xl-2", "sd15"} {
+		sizes, worst := 0, 0.0
+		for _, r := range rows {
+			if r.Model != model || r.Measured || methodLabel(r) != "lora auto" {
+				continue
+			}
+			w, a := find(model, r.Tokens, "lora weight"), find(model, r.Tokens, "lora activation")
+			ad, a1 := find(model, r.Tokens, "lora auto p=0.1"), find(model, r.Tokens, "lora activation p=0.1")
+			if w == nil || a == nil || ad == nil || a1 == nil {
+				continue
+			}
+			sizes++
+			worst = max(worst, float64(r.PeakBytes)/float64(min(w.PeakBytes, a.PeakBytes)), float64(ad.PeakBytes)/float64(a1.PeakBytes))
+		}
+		if sizes > 0 {
+			out = append(out, fmt.Sprintf("(c) %s, %d sizes: auto's peak is at most %.3f× the lower of the weight and activation forms' (dropout 0), and of the activation form's with dropout 0.1",
+				model, sizes, worst))
+		}
+	}
 	for _, model := range []string{"llama-1b", "dit-xl-2", "sd15"} {
 		n := maxTokens[model]
 		act := find(model, n, "lora activation p=0.1")

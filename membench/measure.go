@@ -35,6 +35,18 @@ func (m Method) Label() string {
 	return s
 }
 
+// Key names the method on the command line: "full", "lora-auto-p0.1".
+func (m Method) Key() string {
+	if m.Name == "full" {
+		return "full"
+	}
+	k := fmt.Sprintf("%s-%s", m.Adapter, m.Form)
+	if m.Dropout > 0 {
+		k += fmt.Sprintf("-p%g", m.Dropout)
+	}
+	return k
+}
+
 // Methods are the rows the issue asks for.
 var Methods = []Method{
 	{Name: "full"},

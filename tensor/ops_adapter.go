@@ -116,34 +116,64 @@ func Conv2dFn(x, bias *Tensor, params []*Tensor, weight func() *Tensor, stride, 
 
 // LoRARankR returns x·Wᵀ + bias + s·(x̃·Aᵀ)·Bᵀ with x̃ = dropout(x, p, seed), for x
 // [..., in], W [out, in] (frozen, any dtype), A [r, in], B [out, r]. It saves x only:
-// backward regenerates the dropout mask from the seed and recomputes H = x̃·Aᵀ.
+// backward regenerates the dropout mask from the seed and recomputes H = x̃·Aᵀ. With
+// dropout, or with x packed to bf16 (SetSavedBF16), x̃ is formed a block of rows at a
+// time, so that nothing of x's size is allocated.
 func LoRARankR(x, w, bias, a, b *Tensor, s float32, p float64, seed uint64) *Tensor {
+	return loraOp("LoRARankR", x, w, bias, a, b, s, p, seed, false)
+}
+
+// LoRAMerged is LoRARankR without dropout, its forward computed with the merged
+// weight W′ = W + s·B·A (a transient [out, in]): 2·r·in·out FLOPs instead of
+// 2·N·r·(in+out), fewer from N > in·out/(in+out) tokens on. Backward is LoRARankR's:
+// it saves x only and builds no [out, in] gradient, where LinearFn's weight-space
+// backward forms G = dYᵀ·X, as many FLOPs as the frozen layer's own forward.
+func LoRAMerged(x, w, bias, a, b *Tensor, s float32) *Tensor {
+	return loraOp("LoRAMerged", x, w, bias, a, b, s, 0, 0, true)
+}
+
+func loraOp(op string, x, w, bias, a, b *Tensor, s float32, p float64, seed uint64, merge bool) *Tensor {
 	out, in := w.Dim(0), w.Dim(1)
 	r := a.Dim(0)
 	if x.Dim(-1) != in || a.Dim(1) != in || b.Dim(0) != out || b.Dim(1) != r || w.Rank() != 2 {
-		panic(fmt.Sprintf("tensor.LoRARankR: input %v, weight %v, A %v, B %v", x.shape, w.shape, a.shape, b.shape))
+		panic(fmt.Sprintf("tensor.%s: input %v, weight %v, A %v, B %v", op, x.shape, w.shape, a.shape, b.shape))
 	}
 	if p < 0 || p >= 1 {
-		panic(fmt.Sprintf("tensor.LoRARankR: dropout %g outside [0, 1)", p))
+		panic(fmt.Sprintf("tensor.%s: dropout %g outside [0, 1)", op, p))
 	}
 	rows := x.Len() / max(in, 1)
-	xd, ad, bd := mustF32("LoRARankR", x), mustF32("LoRARankR", a), mustF32("LoRARankR", b)
+	xd, ad, bd := mustF32(op, x), mustF32(op, a), mustF32(op, b)
 	we := elemsOf(w)
 	y := newTensor(false, append(slices.Clone(x.shape[:x.Rank()-1]), out)...)
 	yd := y.Data()
-	gemmAnyB(false, true, rows, out, in, xd, in, we, in, 0, yd, out)
-	if bias != nil {
-		addBiasRows(yd, mustF32("LoRARankR", bias), out)
+	if merge {
+		// W′ = W + s·B·A, then y = x·W′ᵀ.
+		wm := CPU.alloc(F32, out*in, false)
+		wd, done := we.f32()
+		copy(wm.f32, wd)
+		done()
+		Gemm(false, false, out, in, r, s, bd, r, ad, in, 1, wm.f32, in)
+		Gemm(false, true, rows, out, in, 1, xd, in, wm.f32, in, 0, yd, out)
+		wm.release()
+	} else {
+		gemmAnyB(false, true, rows, out, in, xd, in, we, in, 0, yd, out)
+		// H = x̃·Aᵀ [rows, r]; y += s·H·Bᵀ.
+		h := newTensor(false, rows, r)
+		hd := h.Data()
+		loraBlocks(elemsOf(x), rows, in, p, seed, func(r0, r1 int, xt []float32) {
+			Gemm(false, true, r1-r0, r, in, 1, xt, in, ad, in, 0, hd[r0*r:r1*r], r)
+		})
+		Gemm(false, true, rows, out, r, s, hd, r, bd, r, 1, yd, out)
+		h.Release()
 	}
-	// H = x̃·Aᵀ [rows, r]; y += s·H·Bᵀ.
-	h := loraH(xd, ad, rows, in, r, p, seed)
-	Gemm(false, true, rows, out, r, s, h.Data(), r, bd, r, 1, yd, out)
-	h.Release()
+	if bias != nil {
+		addBiasRows(yd, mustF32(op, bias), out)
+	}
 	if !needsGrad(x, w, bias, a, b) {
 		return y
 	}
 	if wants(w) {
-		panic("tensor.LoRARankR: the base weight must be frozen")
+		panic(fmt.Sprintf("tensor.%s: the base weight must be frozen", op))
 	}
 	var saved []*Tensor
 	if wants(a) || wants(b) {
@@ -152,39 +182,48 @@ func LoRARankR(x, w, bias, a, b *Tensor, s float32, p float64, seed uint64) *Ten
 	if wants(x) {
 		saved = append(saved, w, a, b)
 	}
-	xe, keepX := elemsOf(x), wants(a) || wants(b)
-	record(y, "LoRARankR", []*Tensor{x, w, bias, a, b}, saved, func(dout []float32, dx gradFn) {
-		xd, doneX := xe.f32If(keepX) // saved activations may be packed (SetSavedBF16)
-		defer doneX()
-		if db := dx(4); db != nil { // dB = s·dYᵀ·H
-			h := loraH(xd, ad, rows, in, r, p, seed)
-			Gemm(true, false, out, r, rows, s, dout, out, h.Data(), r, 1, db, r)
-			h.Release()
-		}
+	xe := elemsOf(x)
+	record(y, op, []*Tensor{x, w, bias, a, b}, saved, func(dout []float32, dx gradFn) {
 		// dH = s·dY·B [rows, r]
 		dh := newTensor(false, rows, r)
 		defer dh.Release()
 		dhd := dh.Data()
 		Gemm(false, false, rows, r, out, s, dout, out, bd, r, 0, dhd, r)
-		if da := dx(3); da != nil { // dA = dHᵀ·x̃
-			xt := xd
-			if p > 0 {
-				m := newTensor(false, rows, in)
-				defer m.Release()
-				dropoutKernel(m.Data(), xd, p, seed, false)
-				xt = m.Data()
+		da, dbw := dx(3), dx(4)
+		if da != nil || dbw != nil {
+			// By blocks of x̃: H = x̃·Aᵀ for dB = s·dYᵀ·H, and dA = dHᵀ·x̃.
+			var hd []float32
+			if dbw != nil {
+				h := newTensor(false, rows, r)
+				defer h.Release()
+				hd = h.Data()
 			}
-			Gemm(true, false, r, in, rows, 1, dhd, r, xt, in, 1, da, in)
+			loraBlocks(xe, rows, in, p, seed, func(r0, r1 int, xt []float32) {
+				if hd != nil {
+					Gemm(false, true, r1-r0, r, in, 1, xt, in, ad, in, 0, hd[r0*r:r1*r], r)
+				}
+				if da != nil {
+					Gemm(true, false, r, in, r1-r0, 1, dhd[r0*r:r1*r], r, xt, in, 1, da, in)
+				}
+			})
+			if dbw != nil {
+				Gemm(true, false, out, r, rows, s, dout, out, hd, r, 1, dbw, r)
+			}
 		}
 		if d := dx(0); d != nil { // dX = dY·W + dropout′(dH·A)
 			gemmAnyB(false, false, rows, in, out, dout, out, we, in, 1, d, in)
 			if p == 0 {
 				Gemm(false, false, rows, in, r, 1, dhd, r, ad, in, 1, d, in)
 			} else {
-				t := newTensor(false, rows, in)
-				Gemm(false, false, rows, in, r, 1, dhd, r, ad, in, 0, t.Data(), in)
-				dropoutKernel(d, t.Data(), p, seed, true)
-				t.Release()
+				blk := loraBlockRows(rows, in)
+				t := CPU.alloc(F32, blk*in, false)
+				for r0 := 0; r0 < rows; r0 += blk {
+					r1 := min(r0+blk, rows)
+					td := t.f32[:(r1-r0)*in]
+					Gemm(false, false, r1-r0, in, r, 1, dhd[r0*r:r1*r], r, ad, in, 0, td, in)
+					dropoutAt(d[r0*in:r1*in], td, p, seed, r0*in, true)
+				}
+				t.release()
 			}
 		}
 		if db := dx(2); db != nil {
@@ -194,18 +233,33 @@ func LoRARankR(x, w, bias, a, b *Tensor, s float32, p float64, seed uint64) *Ten
 	return y
 }
 
-// loraH returns H = dropout(x)·Aᵀ [rows, r].
-func loraH(xd, ad []float32, rows, in, r int, p float64, seed uint64) *Tensor {
-	h := newTensor(false, rows, r)
-	xt := xd
-	if p > 0 {
-		m := newTensor(false, rows, in)
-		defer m.Release()
-		dropoutKernel(m.Data(), xd, p, seed, false)
-		xt = m.Data()
+// loraBlockElems sizes the row blocks of LoRA's x̃: about 1 MiB of float32 (tests
+// make it small to run several blocks).
+var loraBlockElems = 1 << 18
+
+// loraBlockRows is the rows of one block of x̃.
+func loraBlockRows(rows, in int) int { return max(1, min(rows, loraBlockElems/max(in, 1))) }
+
+// loraBlocks calls f on consecutive row blocks [r0, r1) of x̃ = dropout(x, p, seed), x
+// [rows, in] read from e: x itself in one block when there is no dropout and x is
+// float32, otherwise each block widened and dropped out into one small buffer.
+func loraBlocks(e elems, rows, in int, p float64, seed uint64, f func(r0, r1 int, xt []float32)) {
+	if p == 0 && e.st.dtype == F32 {
+		f(0, rows, e.st.f32[e.off:e.off+rows*in])
+		return
 	}
-	Gemm(false, true, rows, r, in, 1, xt, in, ad, in, 0, h.Data(), r)
-	return h
+	blk := loraBlockRows(rows, in)
+	buf := CPU.alloc(F32, blk*in, false)
+	defer buf.release()
+	for r0 := 0; r0 < rows; r0 += blk {
+		r1 := min(r0+blk, rows)
+		xt := e.block(r0*in, r1*in, buf.f32)
+		if p > 0 {
+			dropoutAt(buf.f32[:len(xt)], xt, p, seed, r0*in, false)
+			xt = buf.f32[:len(xt)]
+		}
+		f(r0, r1, xt)
+	}
 }
 
 // DropoutMasked is Dropout as PyTorch computes it for activation-space adapters: the
@@ -246,12 +300,18 @@ func DropoutMasked(x *Tensor, p float64, seed uint64) *Tensor {
 // dropoutKernel writes (or, with accumulate, adds) dropout(src) into dst with the
 // mask of Dropout(·, p, seed).
 func dropoutKernel(dst, src []float32, p float64, seed uint64, accumulate bool) {
+	dropoutAt(dst, src, p, seed, 0, accumulate)
+}
+
+// dropoutAt is dropoutKernel on the elements from off on of a tensor: element i of
+// dst and src is element off+i of the tensor, and gets that element's mask.
+func dropoutAt(dst, src []float32, p float64, seed uint64, off int, accumulate bool) {
 	threshold := uint32(p * (1 << 32))
 	scale := float32(1 / (1 - p))
 	parallelFor(len(dst), 1<<14, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			v := float32(0)
-			if dropKeep(seed, i, threshold) {
+			if dropKeep(seed, off+i, threshold) {
 				v = src[i] * scale
 			}
 			if accumulate {

@@ -176,6 +176,7 @@ func newBenchMemoryCmd() *cobra.Command {
 		json        bool
 		activations []string
 		report      string
+		methods     []string
 	}
 	cmd := &cobra.Command{
 		Use:   "memory",
@@ -216,8 +217,24 @@ same accounting fitted over depth and token count, and the fit is checked agains
 					}
 				}
 			}
-			for _, p := range plans {
+			methods := membench.Methods
+			if len(o.methods) > 0 {
+				methods = nil
 				for _, m := range membench.Methods {
+					if slices.Contains(o.methods, m.Key()) {
+						methods = append(methods, m)
+					}
+				}
+				if len(methods) != len(o.methods) {
+					var keys []string
+					for _, m := range membench.Methods {
+						keys = append(keys, m.Key())
+					}
+					return usagef("--methods %s: want some of %s", strings.Join(o.methods, ","), strings.Join(keys, ", "))
+				}
+			}
+			for _, p := range plans {
+				for _, m := range methods {
 					measured, evaluated, checkErr, err := membench.Evaluate(p, m, o.rank)
 					if err != nil {
 						return fmt.Errorf("%s %s: %w", p.Model, m.Label(), err)
@@ -249,6 +266,7 @@ same accounting fitted over depth and token count, and the fit is checked agains
 	}
 	cmd.Flags().StringSliceVar(&o.models, "model", nil, "models to run: llama-1b, dit-xl-2, sd15 (default: all)")
 	cmd.Flags().IntVar(&o.rank, "rank", 16, "adapter rank")
+	cmd.Flags().StringSliceVar(&o.methods, "methods", nil, "methods to run (default: all): full, lora-activation, lora-activation-p0.1, lora-weight, lora-auto, lora-auto-p0.1, dora-activation, dora-weight")
 	cmd.Flags().StringVar(&o.report, "report", "", "print Markdown tables and the paper's claims from a file of earlier --json output instead of measuring")
 	cmd.Flags().StringSliceVar(&o.activations, "activations", []string{"f32"}, "how saved activations are kept: f32, bf16 (packed as mixed-precision training keeps them), or both")
 	cmd.Flags().BoolVar(&o.json, "json", false, `one JSON object per row: model, tokens, batch, method, adapter, form, dropout, rank, activations, params_bytes, grads_bytes, optimizer_bytes, saved_bytes, transient_bytes, peak_bytes, measured, step_s`)
