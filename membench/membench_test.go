@@ -1,6 +1,9 @@
 package membench
 
 import (
+	"bytes"
+	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/difftune/difftune/adapters"
@@ -101,5 +104,49 @@ func TestTimeForms(t *testing.T) {
 		if dropout > 0 && r.Choices["rank-r"] != 14 {
 			t.Fatalf("dropout %g: auto chose %v; with dropout LoRA must take its rank-r path", dropout, r.Choices)
 		}
+	}
+}
+
+// TestReport: rows written as bench memory --json writes them read back equal, and the
+// report has a table for the reported size with every method and the claims' lines.
+func TestReport(t *testing.T) {
+	small := Llama32_1B
+	small.Vocab, small.Hidden, small.Intermediate, small.Heads, small.KVHeads = 64, 64, 128, 4, 2
+	old := Llama32_1B
+	Llama32_1B = small
+	defer func() { Llama32_1B = old }()
+	p := Plan{Model: "llama-1b", Batch: 2, Depth: 4, Fit: []int{8, 16}, Check: 24, CheckDepth: 4, Tokens: []int{2048}}
+	var rows []Row
+	for _, m := range Methods {
+		ms, ev, _, err := Evaluate(p, m, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(append(rows, ms...), ev...)
+	}
+	var buf bytes.Buffer
+	for _, r := range rows {
+		b, _ := json.Marshal(r)
+		buf.Write(append(b, '\n'))
+	}
+	back, err := ReadRows(&buf)
+	if err != nil || len(back) != len(rows) {
+		t.Fatalf("read %d of %d rows: %v", len(back), len(rows), err)
+	}
+	for i := range rows {
+		rows[i].choices = "" // not written
+		if back[i] != rows[i] {
+			t.Fatalf("row %d: read %+v, wrote %+v", i, back[i], rows[i])
+		}
+	}
+	rep := Report(back)
+	for _, want := range []string{"**llama-1b, 2048 tokens, batch 2, f32 saved activations**", "| lora auto p=0.1 |", "| dora weight |",
+		"[f32 saved activations] (a) llama-1b, context 2048", "[f32 saved activations] (b) llama-1b at 2048 tokens: lora weight", "(c) llama-1b, 1 sizes"} {
+		if !strings.Contains(rep, want) {
+			t.Errorf("report lacks %q:\n%s", want, rep)
+		}
+	}
+	if _, err := ReadRows(strings.NewReader("{\"model\": 1}\n")); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("a bad line: %v", err)
 	}
 }

@@ -208,7 +208,7 @@ same accounting fitted over depth and token count, and the fit is checked agains
 			var plans []membench.Plan
 			for _, a := range o.activations {
 				if a != "f32" && a != "bf16" {
-					return fmt.Errorf("--activations %q: want f32, bf16 or both (f32,bf16)", a)
+					return usagef("--activations %q: want f32, bf16 or both (f32,bf16)", a)
 				}
 				for _, p := range membench.Plans {
 					if len(o.models) == 0 || slices.Contains(o.models, p.Model) {
