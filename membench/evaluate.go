@@ -58,11 +58,9 @@ func Evaluate(p Plan, m Method, rank int) (measured, evaluated []Row, checkErr f
 		return c.measured, ev, e, err
 	}
 	fitAt := map[string]int{} // auto's choices -> the size whose fit makes them
+	depths, _ := p.depths()
+	first := Shape{Model: p.Model, Layers: depths[0], Tokens: p.Fit[0], Batch: p.Batch, BF16: p.BF16}
 	for _, n := range p.Tokens {
-		first := Shape{Model: p.Model, Layers: 2, Tokens: p.Fit[0], Batch: p.Batch, BF16: p.BF16}
-		if p.Depth == 0 {
-			first.Layers = 0
-		}
 		probe, err := c.measure(first, m, rank, float64(n)/float64(p.Fit[0]))
 		if err != nil {
 			return nil, nil, 0, err
@@ -253,16 +251,7 @@ func claims(rows []Row) []string {
 	return out
 }
 
-func methodLabel(r Row) string {
-	if r.Method == "full" {
-		return "full finetuning"
-	}
-	s := r.Adapter + " " + r.Form
-	if r.Dropout > 0 {
-		s += fmt.Sprintf(" p=%g", r.Dropout)
-	}
-	return s
-}
+func methodLabel(r Row) string { return r.method().Label() }
 
 func above(b bool) string {
 	if b {

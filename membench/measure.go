@@ -40,11 +40,12 @@ func (m Method) Key() string {
 	if m.Name == "full" {
 		return "full"
 	}
-	k := fmt.Sprintf("%s-%s", m.Adapter, m.Form)
-	if m.Dropout > 0 {
-		k += fmt.Sprintf("-p%g", m.Dropout)
-	}
-	return k
+	return strings.NewReplacer(" p=", "-p", " ", "-").Replace(m.Label())
+}
+
+// method is the Method a row was measured with.
+func (r Row) method() Method {
+	return Method{Name: r.Method, Adapter: adapters.Kind(r.Adapter), Form: adapters.Form(r.Form), Dropout: r.Dropout}
 }
 
 // Methods are the rows the issue asks for.

@@ -12,15 +12,18 @@ import (
 
 func TestMain(m *testing.M) { leakcheck.Main(m) }
 
+// useSmallLlama shrinks the benchmark decoder to test sizes and returns the undo.
+func useSmallLlama() func() {
+	old := Llama32_1B
+	Llama32_1B.Vocab, Llama32_1B.Hidden, Llama32_1B.Intermediate, Llama32_1B.Heads, Llama32_1B.KVHeads = 64, 64, 128, 4, 2
+	return func() { Llama32_1B = old }
+}
+
 // TestFitPredictsMeasured: on a small decoder, the accounting fitted from depths 2
 // and 3 at three token counts predicts a measured larger shape within 1%, and LoRA's
 // weight form saves less than its activation form with dropout.
 func TestFitPredictsMeasured(t *testing.T) {
-	small := Llama32_1B
-	small.Vocab, small.Hidden, small.Intermediate, small.Heads, small.KVHeads = 64, 64, 128, 4, 2
-	old := Llama32_1B
-	Llama32_1B = small
-	defer func() { Llama32_1B = old }()
+	defer useSmallLlama()()
 	p := Plan{Model: "llama-1b", Batch: 2, Depth: 4, Fit: []int{8, 16, 24}, Check: 40, CheckDepth: 4, Tokens: []int{32}}
 	var act, weight Row
 	for _, m := range []Method{
@@ -52,11 +55,7 @@ func TestFitPredictsMeasured(t *testing.T) {
 // decoder, so the two sizes share one fit (one extra measurement, the probe), and the
 // shared fit's figure equals a fit made with auto deciding at 48 tokens itself.
 func TestAutoSharesFits(t *testing.T) {
-	small := Llama32_1B
-	small.Vocab, small.Hidden, small.Intermediate, small.Heads, small.KVHeads = 64, 64, 128, 4, 2
-	old := Llama32_1B
-	Llama32_1B = small
-	defer func() { Llama32_1B = old }()
+	defer useSmallLlama()()
 	p := Plan{Model: "llama-1b", Batch: 2, Depth: 4, Fit: []int{8, 16}, Check: 24, CheckDepth: 4, Tokens: []int{32, 48}}
 	m := Method{Name: "adapter", Adapter: adapters.LoRA, Form: adapters.Auto}
 	measured, ev, _, err := Evaluate(p, m, 4)
@@ -84,11 +83,7 @@ func TestAutoSharesFits(t *testing.T) {
 // TestTimeForms times the three forms (two with dropout) on the small decoder and
 // reports auto's choices; the leak check of TestMain sees every set released.
 func TestTimeForms(t *testing.T) {
-	small := Llama32_1B
-	small.Vocab, small.Hidden, small.Intermediate, small.Heads, small.KVHeads = 64, 64, 128, 4, 2
-	old := Llama32_1B
-	Llama32_1B = small
-	defer func() { Llama32_1B = old }()
+	defer useSmallLlama()()
 	for _, dropout := range []float64{0, 0.1} {
 		r, err := TimeForms(Shape{Model: "llama-1b", Layers: 2, Tokens: 16, Batch: 2}, 4, dropout, 2)
 		if err != nil {
@@ -110,11 +105,7 @@ func TestTimeForms(t *testing.T) {
 // TestReport: rows written as bench memory --json writes them read back equal, and the
 // report has a table for the reported size with every method and the claims' lines.
 func TestReport(t *testing.T) {
-	small := Llama32_1B
-	small.Vocab, small.Hidden, small.Intermediate, small.Heads, small.KVHeads = 64, 64, 128, 4, 2
-	old := Llama32_1B
-	Llama32_1B = small
-	defer func() { Llama32_1B = old }()
+	defer useSmallLlama()()
 	p := Plan{Model: "llama-1b", Batch: 2, Depth: 4, Fit: []int{8, 16}, Check: 24, CheckDepth: 4, Tokens: []int{2048}}
 	var rows []Row
 	for _, m := range Methods {

@@ -248,39 +248,34 @@ var packSaved atomic.Bool
 // (2⁻⁹) in the saved operands. It returns the previous setting.
 func SetSavedBF16(on bool) bool { return packSaved.Swap(on) }
 
-// SavedBF16 reports whether saved activations are packed to bfloat16.
-func SavedBF16() bool { return packSaved.Load() }
-
-// pack rounds an F32 storage to BF16 in place: the float32 buffer goes back to the
-// pool and the saved and live counts drop by two bytes per element.
-func (s *Storage) pack() {
-	d := s.dev
-	b := d.alloc(BF16, s.n, false)
-	narrowParallel(b.u16, s.f32, BF16)
-	if s.counted {
-		d.addSaved(-s.Bytes())
-	}
-	d.free(&Storage{dev: d, dtype: F32, n: s.n, f32: s.f32})
-	s.dtype, s.f32, s.u16, s.packed = BF16, nil, b.u16, true
-	if s.counted {
-		d.addSaved(s.Bytes())
-	}
-}
+// pack rounds an F32 storage to BF16 in place (see SetSavedBF16).
+func (s *Storage) pack() { s.recast(BF16); s.packed = true }
 
 // unpack widens a packed storage back to F32 in place, for code that reads it as an
 // ordinary float32 tensor again (Checkpoint's recomputation).
 func (s *Storage) unpack() {
-	if !s.packed {
-		return
+	if s.packed {
+		s.recast(F32)
+		s.packed = false
 	}
+}
+
+// recast converts the storage between F32 and BF16 in place: the old buffer goes
+// back to the pool, and the live and saved counts follow the new size.
+func (s *Storage) recast(to DType) {
 	d := s.dev
-	f := d.alloc(F32, s.n, false)
-	widenParallel(f.f32, s.u16, BF16)
+	old := &Storage{dev: d, dtype: s.dtype, n: s.n, f32: s.f32, u16: s.u16}
+	b := d.alloc(to, s.n, false)
+	if to == F32 {
+		widenParallel(b.f32, s.u16, s.dtype)
+	} else {
+		narrowParallel(b.u16, s.f32, to)
+	}
 	if s.counted {
 		d.addSaved(-s.Bytes())
 	}
-	d.free(&Storage{dev: d, dtype: BF16, n: s.n, u16: s.u16})
-	s.dtype, s.f32, s.u16, s.packed = F32, f.f32, nil, false
+	d.free(old)
+	s.dtype, s.f32, s.u16 = to, b.f32, b.u16
 	if s.counted {
 		d.addSaved(s.Bytes())
 	}

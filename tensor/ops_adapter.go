@@ -297,14 +297,9 @@ func DropoutMasked(x *Tensor, p float64, seed uint64) *Tensor {
 	return y
 }
 
-// dropoutKernel writes (or, with accumulate, adds) dropout(src) into dst with the
-// mask of Dropout(·, p, seed).
-func dropoutKernel(dst, src []float32, p float64, seed uint64, accumulate bool) {
-	dropoutAt(dst, src, p, seed, 0, accumulate)
-}
-
-// dropoutAt is dropoutKernel on the elements from off on of a tensor: element i of
-// dst and src is element off+i of the tensor, and gets that element's mask.
+// dropoutAt writes (or, with accumulate, adds) dropout(src) into dst with the mask of
+// Dropout(·, p, seed) for the elements from off on of a tensor: element i of dst and
+// src is element off+i of the tensor, and gets that element's mask.
 func dropoutAt(dst, src []float32, p float64, seed uint64, off int, accumulate bool) {
 	threshold := uint32(p * (1 << 32))
 	scale := float32(1 / (1 - p))

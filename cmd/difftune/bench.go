@@ -177,6 +177,8 @@ func newBenchMemoryCmd() *cobra.Command {
 		activations []string
 		report      string
 		methods     []string
+		layers      int
+		tokens      int
 	}
 	cmd := &cobra.Command{
 		Use:   "memory",
@@ -205,16 +207,18 @@ same accounting fitted over depth and token count, and the fit is checked agains
 				return nil
 			}
 			var all []membench.Row
+			selected, err := benchPlans(o.models)
+			if err != nil {
+				return err
+			}
 			var plans []membench.Plan
 			for _, a := range o.activations {
 				if a != "f32" && a != "bf16" {
 					return usagef("--activations %q: want f32, bf16 or both (f32,bf16)", a)
 				}
-				for _, p := range membench.Plans {
-					if len(o.models) == 0 || slices.Contains(o.models, p.Model) {
-						p.BF16 = a == "bf16"
-						plans = append(plans, p)
-					}
+				for _, p := range selected {
+					p.BF16 = a == "bf16"
+					plans = append(plans, p)
 				}
 			}
 			methods := membench.Methods
@@ -232,6 +236,25 @@ same accounting fitted over depth and token count, and the fit is checked agains
 					}
 					return usagef("--methods %s: want some of %s", strings.Join(o.methods, ","), strings.Join(keys, ", "))
 				}
+			}
+			if o.tokens > 0 {
+				// One measured shape per plan, the size a fit is checked against.
+				for _, p := range plans {
+					for _, m := range methods {
+						r, err := membench.Measure(membench.Shape{Model: p.Model, Layers: o.layers, Tokens: o.tokens, Batch: p.Batch, BF16: p.BF16}, m, o.rank)
+						if err != nil {
+							return fmt.Errorf("%s %s: %w", p.Model, m.Label(), err)
+						}
+						if o.json {
+							b, _ := json.Marshal(r)
+							fmt.Fprintln(out, string(b))
+							continue
+						}
+						fmt.Fprintf(out, "%-9s %d layers %6d tokens  %-4s %-26s peak %7.3f GiB = params %.3f + grads %.3f + optimizer %.3f + saved %.3f + transient %.3f\n",
+							r.Model, r.Layers, r.Tokens, r.Activations, m.Label(), gib(r.PeakBytes), gib(r.ParamsBytes), gib(r.GradsBytes), gib(r.OptimizerBytes), gib(r.SavedBytes), gib(r.TransientBytes))
+					}
+				}
+				return nil
 			}
 			for _, p := range plans {
 				for _, m := range methods {
@@ -267,6 +290,8 @@ same accounting fitted over depth and token count, and the fit is checked agains
 	cmd.Flags().StringSliceVar(&o.models, "model", nil, "models to run: llama-1b, dit-xl-2, sd15 (default: all)")
 	cmd.Flags().IntVar(&o.rank, "rank", 16, "adapter rank")
 	cmd.Flags().StringSliceVar(&o.methods, "methods", nil, "methods to run (default: all): full, lora-activation, lora-activation-p0.1, lora-weight, lora-auto, lora-auto-p0.1, dora-activation, dora-weight")
+	cmd.Flags().IntVar(&o.tokens, "tokens", 0, "measure one shape instead: this many tokens (with the model's batch) at --layers layers, no fit")
+	cmd.Flags().IntVar(&o.layers, "layers", 2, "layers of the --tokens shape (0: the real depth; sd15 is always whole)")
 	cmd.Flags().StringVar(&o.report, "report", "", "print Markdown tables and the paper's claims from a file of earlier --json output instead of measuring")
 	cmd.Flags().StringSliceVar(&o.activations, "activations", []string{"f32"}, "how saved activations are kept: f32, bf16 (packed as mixed-precision training keeps them), or both")
 	cmd.Flags().BoolVar(&o.json, "json", false, `one JSON object per row: model, tokens, batch, method, adapter, form, dropout, rank, activations, params_bytes, grads_bytes, optimizer_bytes, saved_bytes, transient_bytes, peak_bytes, measured, step_s`)
@@ -297,12 +322,13 @@ Reports auto's time over the fastest other form's.`,
 			if o.reps < 1 {
 				return usagef("--reps %d: want 1 or more", o.reps)
 			}
+			plans, err := benchPlans(o.models)
+			if err != nil {
+				return err
+			}
 			out := cmd.OutOrStdout()
 			worst := 0.0
-			for _, p := range membench.Plans {
-				if len(o.models) > 0 && !slices.Contains(o.models, p.Model) {
-					continue
-				}
+			for _, p := range plans {
 				for _, s := range p.TimedShapes() {
 					for _, dropout := range []float64{0, 0.1} {
 						r, err := membench.TimeForms(s, o.rank, dropout, o.reps)
@@ -331,4 +357,23 @@ Reports auto's time over the fastest other form's.`,
 	cmd.Flags().IntVar(&o.reps, "reps", 5, "timed repetitions per form (after one untimed round)")
 	cmd.Flags().BoolVar(&o.json, "json", false, "one JSON object per shape and dropout: model, layers, tokens, batch, rank, dropout, reps, step_s per form, auto_over_fastest, auto_choices")
 	return cmd
+}
+
+// benchPlans returns the memory benchmark's plans for the --model values (all for none),
+// refusing a name that is not one of them.
+func benchPlans(models []string) ([]membench.Plan, error) {
+	var plans []membench.Plan
+	var names []string
+	for _, p := range membench.Plans {
+		names = append(names, p.Model)
+		if len(models) == 0 || slices.Contains(models, p.Model) {
+			plans = append(plans, p)
+		}
+	}
+	for _, m := range models {
+		if !slices.Contains(names, m) {
+			return nil, usagef("--model %q: want some of %s", m, strings.Join(names, ", "))
+		}
+	}
+	return plans, nil
 }

@@ -42,6 +42,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"bench", "memory", "--activations", "fp8"}, 2, "--activations"},
 		{[]string{"bench", "memory", "--report", "/nonexistent.jsonl"}, 2, "/nonexistent.jsonl"},
 		{[]string{"bench", "forms", "--reps", "0"}, 2, "--reps"},
+		{[]string{"bench", "forms", "--model", "llama-7b"}, 2, "llama-1b, dit-xl-2, sd15"},
+		{[]string{"bench", "memory", "--model", "sdxl", "--tokens", "64"}, 2, "--model"},
 		{[]string{"inspect"}, 2, "accepts 1 arg"},
 		{[]string{"bench", "step", "--model", "nope"}, 1, "--model"},
 		{[]string{"bench", "step", "--form", "sideways", "--model", "tiny-dit"}, 2, "--form"},
