@@ -66,3 +66,21 @@ func TestMeasureAutoPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestAutoOverride: auto follows the FLOP rule (merge iff N > in·out/(in+out)) except
+// where the table of measured overrides has an entry for the shape, keyed by the
+// token count rounded up to a power of two.
+func TestAutoOverride(t *testing.T) {
+	in, out, r := 640, 640, 16 // threshold 320 tokens
+	if mergeFaster(320, in, out, r) || !mergeFaster(321, in, out, r) {
+		t.Fatal("the rule's threshold is not N = in·out/(in+out)")
+	}
+	autoOverrides[[4]int{in, out, r, 512}] = false
+	defer delete(autoOverrides, [4]int{in, out, r, 512})
+	if mergeFaster(400, in, out, r) || mergeFaster(512, in, out, r) {
+		t.Error("an override for 257..512 tokens is not followed")
+	}
+	if !mergeFaster(513, in, out, r) || !mergeFaster(400, in, out, 8) {
+		t.Error("an override applies beyond its shape")
+	}
+}

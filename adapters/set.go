@@ -262,64 +262,21 @@ func rankAlpha(c Config, w *tensor.Tensor, im impl) (int, float64) {
 }
 
 // autoOverrides holds shapes, measured on the CPU this was tuned on, where auto's
-// rule picks the slower path (more than 10% slower, forward and backward of one
+// rule picks the path that is more than 10% slower (forward and backward of one
 // Linear). Keys are {in, out, r, tokens rounded up to a power of two}; the value says
-// whether to merge. Measured with
+// whether to merge. Measure with
 //
 //	DIFFTUNE_AUTO_MEASURE=1 go test ./adapters -run TestMeasureAutoPaths -v
 //
-// on the AMD Zen 5 (2 cores, AVX-512) this repository was developed on: for every
-// shape tested, from the rule's threshold to four times it, the rank-r path was
-// 1.2-1.6× faster than merging. That was measured when auto's merged path was the
-// weight form's, whose backward spends 2·N·in·out multiply-adds on dW′ = dYᵀX; auto
-// now merges the forward only (tensor.LoRAMerged, rank-r backward), for which the
-// two paths differ by the forward's 2·N·r·(in+out) against 2·r·in·out alone. The
-// test above, run again for the LoRAMerged path (same machine, idle), found the
-// rule within 7% of the faster path at all 100 points and no point where the other
-// path is more than 10% faster, so these entries only keep rank-r where merging
-// would save little; they can go when the benchmarks are next re-run.
-var autoOverrides = map[[4]int]bool{
-	{320, 320, 8, 512}:     false,
-	{320, 320, 8, 1024}:    false,
-	{320, 320, 16, 512}:    false,
-	{320, 320, 16, 1024}:   false,
-	{384, 384, 8, 512}:     false,
-	{384, 384, 8, 1024}:    false,
-	{384, 384, 16, 512}:    false,
-	{384, 384, 16, 1024}:   false,
-	{384, 1152, 8, 1024}:   false,
-	{384, 1152, 8, 2048}:   false,
-	{384, 1152, 16, 1024}:  false,
-	{384, 1152, 16, 2048}:  false,
-	{384, 1536, 8, 1024}:   false,
-	{384, 1536, 8, 2048}:   false,
-	{384, 1536, 16, 1024}:  false,
-	{384, 1536, 16, 2048}:  false,
-	{640, 640, 8, 1024}:    false,
-	{640, 640, 8, 2048}:    false,
-	{640, 640, 16, 1024}:   false,
-	{640, 640, 16, 2048}:   false,
-	{768, 768, 8, 1024}:    false,
-	{768, 768, 8, 2048}:    false,
-	{768, 768, 16, 1024}:   false,
-	{768, 768, 16, 2048}:   false,
-	{1152, 3456, 8, 2048}:  false,
-	{1152, 3456, 8, 4096}:  false,
-	{1152, 3456, 16, 2048}: false,
-	{1152, 3456, 16, 4096}: false,
-	{1536, 384, 8, 1024}:   false,
-	{1536, 384, 8, 2048}:   false,
-	{1536, 384, 16, 1024}:  false,
-	{1536, 384, 16, 2048}:  false,
-	{2048, 2048, 8, 2048}:  false,
-	{2048, 2048, 8, 4096}:  false,
-	{2048, 2048, 16, 2048}: false,
-	{2048, 2048, 16, 4096}: false,
-	{2048, 8192, 8, 4096}:  false,
-	{2048, 8192, 8, 8192}:  false,
-	{2048, 8192, 16, 4096}: false,
-	{2048, 8192, 16, 8192}: false,
-}
+// on a quiet machine, which marks such points "<- override". On the AMD Zen 5 (2
+// cores, AVX-512) this repository is developed on, with auto's merged path being
+// tensor.LoRAMerged (merged forward, rank-r backward), the rule was within 7% of the
+// faster path at all 100 points, from a quarter of the threshold to four times it,
+// at DiT, SD1.5 and Llama widths (re-measured 2026-11-28), so the table is empty.
+// Its earlier entries kept rank-r up to four times the threshold; they were measured
+// when the merged path ran the weight form's backward, which spends 2·N·in·out
+// multiply-adds on dW′ = dYᵀX.
+var autoOverrides = map[[4]int]bool{}
 
 func autoOverride(n, in, out, r int) (merge, ok bool) {
 	b := 1

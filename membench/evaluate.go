@@ -35,6 +35,15 @@ var Plans = []Plan{
 	{Model: "sd15", Batch: 1, Fit: []int{256, 576}, Check: 1024, Tokens: []int{1024, 4096}},
 }
 
+// The byte components of a row in the order fields lists them.
+const (
+	fParams = iota
+	fGrads
+	fOptimizer
+	fSaved
+	fTransient
+)
+
 // fields lists a row's byte components in a fixed order for fitting.
 func fields(r *Row) []*int64 {
 	return []*int64{&r.ParamsBytes, &r.GradsBytes, &r.OptimizerBytes, &r.SavedBytes, &r.TransientBytes}
@@ -137,41 +146,92 @@ func evaluate(c *measureCache, p Plan, m Method, rank, autoAt int) (evaluated []
 		}
 		return p.Fit[i-1], p.Fit[i]
 	}
-	predict := func(l, n int) Row {
+	line := func(a, b float64, n1, n2, n int) float64 { return a + (b-a)/float64(n2-n1)*float64(n-n1) }
+	// peakAt is the device's peak at a fit depth and n tokens: every moment of the
+	// step's course is linear in N (it is a sum of tensors each of a fixed size or
+	// proportional to N), so each is evaluated on its own and the peak is the largest.
+	// Fitting the peak itself would not do: which moment holds it changes with N, from
+	// token-independent temporaries (merged weights, full gradients) at few tokens to
+	// per-token ones at many.
+	peakAt := func(l, n int) (float64, error) {
+		n1, n2 := seg(n)
+		a, b := got[key{l, n1}].moments, got[key{l, n2}].moments
+		if len(a) != len(b) || len(a) == 0 {
+			return 0, fmt.Errorf("%s %s: the step has %d moments at %d tokens and %d at %d; the fit needs the same graph at every size",
+				p.Model, m.Label(), len(a), n1, len(b), n2)
+		}
+		peak := 0.0
+		for i := range a {
+			if a[i].Op != b[i].Op {
+				return 0, fmt.Errorf("%s %s: moment %d is %s at %d tokens and %s at %d; the fit needs the same graph at every size",
+					p.Model, m.Label(), i, a[i].Op, n1, b[i].Op, n2)
+			}
+			peak = max(peak, line(float64(a[i].Peak), float64(b[i].Peak), n1, n2, n))
+		}
+		return peak, nil
+	}
+	predict := func(l, n int) (Row, error) {
 		base := got[key{depths[0], p.Fit[0]}]
 		out := base
-		out.Tokens, out.Layers, out.Measured, out.StepS = n, l, false, 0
+		out.Tokens, out.Layers, out.Measured, out.StepS, out.moments = n, l, false, 0, nil
 		if p.Depth == 0 {
 			out.Layers = 0
 		}
+		// at evaluates a component linear in N at a fit depth.
+		at := func(i, l int) float64 {
+			n1, n2 := seg(n)
+			r1, r2 := got[key{l, n1}], got[key{l, n2}]
+			return line(float64(*fields(&r1)[i]), float64(*fields(&r2)[i]), n1, n2, n)
+		}
+		// The transient at a fit depth is what the peak holds beyond the resident
+		// components.
+		transient := func(l int) (float64, error) {
+			peak, err := peakAt(l, n)
+			return peak - at(fParams, l) - max(at(fSaved, l), at(fGrads, l)), err
+		}
 		for i, f := range fields(&out) {
-			val := func(l, n int) float64 { r := got[key{l, n}]; return float64(*fields(&r)[i]) }
-			// Linear in N at each depth, then linear in L.
-			at := func(l int) float64 {
-				n1, n2 := seg(n)
-				a, b := val(l, n1), val(l, n2)
-				return a + (b-a)/float64(n2-n1)*float64(n-n1)
+			v0, v1 := 0.0, 0.0
+			var err error
+			if i == fTransient {
+				v0, err = transient(depths[0])
+				if err == nil && len(depths) == 2 {
+					v1, err = transient(depths[1])
+				}
+			} else {
+				v0 = at(i, depths[0])
+				if len(depths) == 2 {
+					v1 = at(i, depths[1])
+				}
 			}
-			v := at(depths[0])
+			if err != nil {
+				return Row{}, err
+			}
+			// Linear in L from the fit depths.
 			if len(depths) == 2 {
-				v += (at(depths[1]) - at(depths[0])) * float64(l-depths[0])
+				v0 += (v1 - v0) * float64(l-depths[0])
 			}
-			*f = int64(math.Round(v))
+			*f = int64(math.Round(v0))
 		}
 		out.TransientBytes = max(0, out.TransientBytes)
 		out.PeakBytes = out.ParamsBytes + out.OptimizerBytes + max(out.SavedBytes, out.GradsBytes) + out.TransientBytes
-		return out
+		return out, nil
 	}
 	if p.Check > 0 {
 		r, err := c.measure(Shape{Model: p.Model, Layers: checkDepth, Tokens: p.Check, Batch: p.Batch, BF16: p.BF16}, m, rank, scale(p.Check))
 		if err != nil {
 			return nil, 0, err
 		}
-		e := predict(checkDepth, p.Check)
+		e, err := predict(checkDepth, p.Check)
+		if err != nil {
+			return nil, 0, err
+		}
 		checkErr = math.Abs(float64(e.PeakBytes-r.PeakBytes)) / float64(r.PeakBytes)
 	}
 	for _, n := range p.Tokens {
-		r := predict(p.Depth, n)
+		r, err := predict(p.Depth, n)
+		if err != nil {
+			return nil, 0, err
+		}
 		r.FitError = checkErr
 		evaluated = append(evaluated, r)
 	}

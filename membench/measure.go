@@ -87,6 +87,9 @@ type Row struct {
 	FitError float64 `json:"fit_error,omitempty"`
 	// choices are the paths the adapters took, in order (see adapters.Adapter.Choice).
 	choices string
+	// moments is the step's course on the device (tensor.TraceMoments), which the fit
+	// follows moment by moment.
+	moments []tensor.Moment
 }
 
 // Shape selects a model size to run: the model name, its depth (0: the real one;
@@ -229,12 +232,16 @@ func measure(s Shape, m Method, rank int, autoScale float64) (Row, error) {
 	row.OptimizerBytes = 2 * row.GradsBytes
 	tensor.CPU.ResetPeak()
 	t0 := time.Now()
-	loss, err := mod.loss()
+	row.moments = tensor.TraceMoments(func() {
+		var loss *tensor.Tensor
+		if loss, err = mod.loss(); err == nil {
+			tensor.Backward(loss)
+			loss.Release()
+		}
+	})
 	if err != nil {
 		return Row{}, err
 	}
-	tensor.Backward(loss)
-	loss.Release()
 	row.StepS = time.Since(t0).Seconds() // forward and backward
 	if set != nil {
 		var cs []string

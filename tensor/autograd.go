@@ -84,6 +84,7 @@ func record(out *Tensor, op string, inputs []*Tensor, saved []*Tensor, backward 
 	}
 	out.node = n
 	out.requiresGrad = true
+	CPU.moment(op)
 }
 
 func (n *node) free() {
@@ -169,6 +170,7 @@ func BackwardWith(outs, grads []*Tensor) {
 			g.Release()
 		}
 		n.free()
+		CPU.moment(n.op)
 	}
 	for _, g := range acc { // gradients of tensors whose graph was already freed
 		g.Release()

@@ -45,6 +45,9 @@ type cpuDevice struct {
 	pool16    map[int][][]uint16
 	pool8     map[int][][]uint8
 	maxPooled int64
+	// markPeak is the maximum of Live since the last moment of a trace (TraceMoments).
+	markPeak int64
+	moments  []Moment
 }
 
 func (d *cpuDevice) Name() string { return "cpu" }
@@ -95,6 +98,7 @@ func (d *cpuDevice) allocInto(s *Storage, dt DType, n int, zero bool) {
 	d.stats.Allocs++
 	d.stats.Live += bytes
 	d.stats.Peak = max(d.stats.Peak, d.stats.Live)
+	d.markPeak = max(d.markPeak, d.stats.Live)
 	switch dt {
 	case F32:
 		s.f32 = take(d.pool32, n)
@@ -154,6 +158,50 @@ func take[T any](pool map[int][][]T, n int) []T {
 	l[len(l)-1] = nil
 	pool[n] = l[:len(l)-1]
 	return b
+}
+
+// Moment is one step of a traced run (TraceMoments): the op it ended with and the
+// most storage bytes live at any point since the previous moment.
+type Moment struct {
+	Op   string
+	Peak int64
+}
+
+// tracing says whether TraceMoments is collecting.
+var tracing atomic.Bool
+
+// TraceMoments runs f and returns its course on the CPU device as moments: one as each
+// op is recorded in the forward pass, one after each node of a backward pass, and a
+// last one ("end") when f returns. A moment's Peak is the most bytes live since the
+// previous moment, so the largest Peak is f's peak, and the trace shows where it falls.
+// Runs of the same graph on inputs of different sizes give traces of the same ops, and
+// then each moment's bytes are a function of the sizes on its own: membench fits them
+// one by one. Not reentrant.
+func TraceMoments(f func()) []Moment {
+	d := CPU
+	d.mu.Lock()
+	d.moments, d.markPeak = nil, d.stats.Live
+	d.mu.Unlock()
+	tracing.Store(true)
+	defer tracing.Store(false)
+	f()
+	d.moment("end")
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := d.moments
+	d.moments = nil
+	return out
+}
+
+// moment ends a moment of the trace, if one is being taken.
+func (d *cpuDevice) moment(op string) {
+	if !tracing.Load() {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.moments = append(d.moments, Moment{Op: op, Peak: d.markPeak})
+	d.markPeak = d.stats.Live
 }
 
 func (d *cpuDevice) addSaved(delta int64) {

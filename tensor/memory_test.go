@@ -2,6 +2,7 @@ package tensor
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -125,4 +126,44 @@ func TestSteadyStateNoPoolMiss(t *testing.T) {
 		t.Fatalf("live %d after the step, want %d", l, base)
 	}
 	Release(w1, w2, x, target)
+}
+
+// TestTraceMoments: a traced step has a moment per recorded op and per backward node,
+// in order, then "end"; each holds the most bytes live since the one before, so the
+// largest is the step's peak.
+func TestTraceMoments(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	x0 := randTensor(rng, 16, 8)
+	s := Full(1.5, 1).SetRequiresGrad(true)
+	defer Release(x0, s)
+	CPU.ResetPeak()
+	base := CPU.Stats().Live
+	ms := TraceMoments(func() {
+		y := Mul(x0, s)
+		l := Sum(y, false)
+		y.Release()
+		Backward(l)
+		l.Release()
+	})
+	var ops []string
+	var peak int64
+	for _, m := range ms {
+		ops = append(ops, m.Op)
+		peak = max(peak, m.Peak)
+	}
+	if want := []string{"Mul", "Sum", "Sum", "Mul", "end"}; !slices.Equal(ops, want) {
+		t.Fatalf("moments %v, want %v", ops, want)
+	}
+	// Mul: its output (512 B); Sum: and the loss (4 B); Sum's backward, after y's
+	// release: the loss, the seed gradient, and the loss's and y's gradient
+	// accumulators (4 + 4 + 4 + 512 B).
+	for i, want := range []int64{512, 516, 524} {
+		if got := ms[i].Peak - base; got != want {
+			t.Errorf("moment %d (%s): %d B above the start, want %d", i, ms[i].Op, got, want)
+		}
+	}
+	if st := CPU.Stats(); peak != st.Peak {
+		t.Errorf("largest moment %d B, device peak %d B", peak, st.Peak)
+	}
+	s.ZeroGrad()
 }
