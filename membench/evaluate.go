@@ -49,12 +49,16 @@ func fields(r *Row) []*int64 {
 	return []*int64{&r.ParamsBytes, &r.GradsBytes, &r.OptimizerBytes, &r.SavedBytes, &r.TransientBytes}
 }
 
-// Evaluate runs a plan for one method: it measures the fit shapes and the check shape,
-// fits every byte component as a + b·N + L·(c + d·N) (exact for layer-stacked models
-// whose saved tensors are proportional to the token count N — attention is fused, so
-// nothing is quadratic), and evaluates it at the real depth for every reported size.
-// It returns the measured rows, the evaluated rows, and the largest relative error
-// of the fit's prediction of the check shape's peak.
+// Evaluate runs a plan for one method: it measures the fit shapes and the check shape
+// and evaluates the real depth at every reported size. Parameters, gradients,
+// optimizer state and saved activations are fitted linear in the token count N
+// between neighbouring fit counts and linear in the depth L (exact for layer-stacked
+// models whose saved tensors are proportional to N — attention is fused, so nothing
+// is quadratic). The peak is followed moment by moment: at each fit depth, every
+// moment of the step (tensor.TraceMoments) is evaluated linear in N on its own and
+// the largest taken, and what that peak holds beyond the resident components (the
+// transient) is then linear in L. It returns the measured rows, the evaluated rows,
+// and the relative error of the prediction of the check shape's peak.
 //
 // auto chooses its path per layer from the token count, so for auto the fit is made
 // with auto deciding as it would at each reported size: a first measured shape shows
