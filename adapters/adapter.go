@@ -103,8 +103,8 @@ func (a *Adapter) choose(n, in, out int, p float64) string {
 	case form == Weight:
 		a.Choice = "merged"
 	case a.Kind == LoRA || a.Kind == LoCon:
-		if scale := a.set.cfg.AutoScale; scale > 0 {
-			n = int(float64(n) * scale)
+		if f := a.set.cfg.AutoTokens; f != nil {
+			n = f(a.Name, n)
 		}
 		if p == 0 && mergeFaster(n, in, out, a.Rank) {
 			a.Choice = "merged"

@@ -84,3 +84,25 @@ func TestAutoOverride(t *testing.T) {
 		t.Error("an override applies beyond its shape")
 	}
 }
+
+// TestAutoTokens: Config.AutoTokens changes the token count auto decides with, per
+// adapter, and nothing else.
+func TestAutoTokens(t *testing.T) {
+	set := &Set{cfg: Config{Form: Auto, AutoTokens: func(name string, n int) int {
+		if name == "ctx" {
+			return n
+		}
+		return 8 * n
+	}}}
+	for _, c := range []struct {
+		name string
+		n    int
+		want string
+	}{{"img", 100, "merged"}, {"ctx", 100, "rank-r"}, {"img", 30, "rank-r"}} {
+		a := &Adapter{Name: c.name, Kind: LoRA, Rank: 16, set: set}
+		// 640 -> 640: the rule merges above 320 tokens.
+		if got := a.choose(c.n, 640, 640, 0); got != c.want {
+			t.Errorf("%s at %d tokens: %s, want %s", c.name, c.n, got, c.want)
+		}
+	}
+}

@@ -50,9 +50,10 @@ type Config struct {
 	LoKrFactor int
 	// Seed drives initialisation and every dropout decision.
 	Seed uint64
-	// AutoScale multiplies the token count auto decides with (0 means 1). The memory
-	// benchmark measures small shapes with the choices auto makes at the real size.
-	AutoScale float64
+	// AutoTokens, when set, maps the token count a call of the named adapter sees to
+	// the count auto decides with. The memory benchmark measures small shapes with the
+	// choices auto makes at the real size.
+	AutoTokens func(name string, n int) int
 }
 
 // Validate reports the first invalid setting, naming the option and the remedy.

@@ -74,7 +74,7 @@ func Evaluate(p Plan, m Method, rank int) (measured, evaluated []Row, checkErr f
 	depths, _ := p.depths()
 	first := Shape{Model: p.Model, Layers: depths[0], Tokens: p.Fit[0], Batch: p.Batch, BF16: p.BF16}
 	for _, n := range p.Tokens {
-		probe, err := c.measure(first, m, rank, float64(n)/float64(p.Fit[0]))
+		probe, err := c.measure(first, m, rank, n)
 		if err != nil {
 			return nil, nil, 0, err
 		}
@@ -93,11 +93,11 @@ func Evaluate(p Plan, m Method, rank int) (measured, evaluated []Row, checkErr f
 	return c.measured, evaluated, checkErr, nil
 }
 
-// measureKey identifies one measurement: a shape, and the token count auto decides as
-// if it saw (as a multiple of the shape's; 0: its own).
+// measureKey identifies one measurement: a shape, and the size auto decides as if it
+// ran at (0: the shape's own).
 type measureKey struct {
-	s     Shape
-	scale float64
+	s      Shape
+	autoAt int
 }
 
 // measureCache runs each measurement once and keeps the measured rows in order.
@@ -106,12 +106,12 @@ type measureCache struct {
 	measured []Row
 }
 
-func (c *measureCache) measure(s Shape, m Method, rank int, scale float64) (Row, error) {
-	k := measureKey{s, scale}
+func (c *measureCache) measure(s Shape, m Method, rank int, autoAt int) (Row, error) {
+	k := measureKey{s, autoAt}
 	if r, ok := c.rows[k]; ok {
 		return r, nil
 	}
-	r, err := measure(s, m, rank, scale)
+	r, err := measure(s, m, rank, autoAt)
 	if err != nil {
 		return Row{}, err
 	}
@@ -123,18 +123,12 @@ func (c *measureCache) measure(s Shape, m Method, rank int, scale float64) (Row,
 // evaluate fits and evaluates; autoAt, when > 0, makes auto decide every measured
 // shape as it would at autoAt tokens.
 func evaluate(c *measureCache, p Plan, m Method, rank, autoAt int) (evaluated []Row, checkErr float64, err error) {
-	scale := func(n int) float64 {
-		if autoAt == 0 {
-			return 0
-		}
-		return float64(autoAt) / float64(n)
-	}
 	depths, checkDepth := p.depths()
 	type key struct{ l, n int }
 	got := map[key]Row{}
 	for _, l := range depths {
 		for _, n := range p.Fit {
-			r, err := c.measure(Shape{Model: p.Model, Layers: l, Tokens: n, Batch: p.Batch, BF16: p.BF16}, m, rank, scale(n))
+			r, err := c.measure(Shape{Model: p.Model, Layers: l, Tokens: n, Batch: p.Batch, BF16: p.BF16}, m, rank, autoAt)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -221,7 +215,7 @@ func evaluate(c *measureCache, p Plan, m Method, rank, autoAt int) (evaluated []
 		return out, nil
 	}
 	if p.Check > 0 {
-		r, err := c.measure(Shape{Model: p.Model, Layers: checkDepth, Tokens: p.Check, Batch: p.Batch, BF16: p.BF16}, m, rank, scale(p.Check))
+		r, err := c.measure(Shape{Model: p.Model, Layers: checkDepth, Tokens: p.Check, Batch: p.Batch, BF16: p.BF16}, m, rank, autoAt)
 		if err != nil {
 			return nil, 0, err
 		}

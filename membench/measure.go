@@ -108,6 +108,9 @@ type model struct {
 	loss    func() (*tensor.Tensor, error)
 	release func()
 	targets adapters.Targets
+	// context reports the adapters whose calls see a fixed number of tokens, whatever
+	// the image's (SD1.5's cross-attention keys and values read the 77-token text).
+	context func(name string) bool
 }
 
 // build makes the model of s with zero or small random weights (memory does not
@@ -175,7 +178,10 @@ func build(s Shape) (model, error) {
 			out := m.Forward(x, ts, ctx)
 			defer out.Release()
 			return tensor.MSELoss(out, eps), nil
-		}, release: func() { nn.ReleaseParams(m); tensor.Release(x, ctx, eps) }, targets: adapters.Targets{adapters.TargetAttnMLP}}, nil
+		}, release: func() { nn.ReleaseParams(m); tensor.Release(x, ctx, eps) }, targets: adapters.Targets{adapters.TargetAttnMLP},
+			context: func(name string) bool {
+				return strings.HasSuffix(name, ".attn2.to_k") || strings.HasSuffix(name, ".attn2.to_v")
+			}}, nil
 	}
 	return model{}, fmt.Errorf("model %q: want llama-1b, dit-xl-2 or sd15", s.Model)
 }
@@ -185,9 +191,10 @@ func build(s Shape) (model, error) {
 // optimizer state, saved activations (their peak) and the rest (transients).
 func Measure(s Shape, m Method, rank int) (Row, error) { return measure(s, m, rank, 0) }
 
-// measure is Measure with auto deciding as if every call had autoScale times its
-// tokens (0: as they are).
-func measure(s Shape, m Method, rank int, autoScale float64) (Row, error) {
+// measure is Measure with auto deciding as it would at autoAt tokens (0: at the
+// shape's own): each adapter call's token count is scaled by autoAt/s.Tokens, except
+// where the call reads the text context.
+func measure(s Shape, m Method, rank int, autoAt int) (Row, error) {
 	mod, err := build(s)
 	if err != nil {
 		return Row{}, err
@@ -206,7 +213,16 @@ func measure(s Shape, m Method, rank int, autoScale float64) (Row, error) {
 			params = append(params, p.T())
 		}
 	} else {
-		set, err = adapters.Inject(mod.m, adapters.Config{Kind: m.Adapter, Rank: rank, Form: m.Form, Dropout: m.Dropout, Seed: 1, AutoScale: autoScale}, mod.targets)
+		cfg := adapters.Config{Kind: m.Adapter, Rank: rank, Form: m.Form, Dropout: m.Dropout, Seed: 1}
+		if autoAt > 0 {
+			cfg.AutoTokens = func(name string, n int) int {
+				if mod.context != nil && mod.context(name) {
+					return n
+				}
+				return (n*autoAt + s.Tokens/2) / s.Tokens
+			}
+		}
+		set, err = adapters.Inject(mod.m, cfg, mod.targets)
 		if err != nil {
 			return Row{}, err
 		}
