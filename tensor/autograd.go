@@ -84,7 +84,7 @@ func record(out *Tensor, op string, inputs []*Tensor, saved []*Tensor, backward 
 	}
 	out.node = n
 	out.requiresGrad = true
-	CPU.moment(op)
+	CPU.traceAt(op)
 }
 
 func (n *node) free() {
@@ -163,6 +163,7 @@ func BackwardWith(outs, grads []*Tensor) {
 	}
 	for _, t := range order {
 		n = t.node
+		CPU.traceAt(n.op)
 		g := acc[t]
 		delete(acc, t)
 		if g != nil {
@@ -170,7 +171,6 @@ func BackwardWith(outs, grads []*Tensor) {
 			g.Release()
 		}
 		n.free()
-		CPU.moment(n.op)
 	}
 	for _, g := range acc { // gradients of tensors whose graph was already freed
 		g.Release()

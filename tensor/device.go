@@ -45,9 +45,11 @@ type cpuDevice struct {
 	pool16    map[int][][]uint16
 	pool8     map[int][][]uint8
 	maxPooled int64
-	// markPeak is the maximum of Live since the last moment of a trace (TraceMoments).
-	markPeak int64
-	moments  []Moment
+	// A trace (TraceMoments): whether one is being taken, its moments, and the op
+	// they are labelled with.
+	tracing bool
+	moments []Moment
+	traceOp string
 }
 
 func (d *cpuDevice) Name() string { return "cpu" }
@@ -98,7 +100,9 @@ func (d *cpuDevice) allocInto(s *Storage, dt DType, n int, zero bool) {
 	d.stats.Allocs++
 	d.stats.Live += bytes
 	d.stats.Peak = max(d.stats.Peak, d.stats.Live)
-	d.markPeak = max(d.markPeak, d.stats.Live)
+	if d.tracing {
+		d.moments = append(d.moments, Moment{Op: d.traceOp, Peak: d.stats.Live})
+	}
 	switch dt {
 	case F32:
 		s.f32 = take(d.pool32, n)
@@ -160,48 +164,53 @@ func take[T any](pool map[int][][]T, n int) []T {
 	return b
 }
 
-// Moment is one step of a traced run (TraceMoments): the op it ended with and the
-// most storage bytes live at any point since the previous moment.
+// Moment is one step of a traced run (TraceMoments): the bytes live just after one
+// allocation, and the op it belongs to.
 type Moment struct {
+	// Op is the backward node being run, or in the forward pass the op recorded last
+	// (an op records itself after it has allocated its output).
 	Op   string
 	Peak int64
 }
 
-// tracing says whether TraceMoments is collecting.
-var tracing atomic.Bool
-
-// TraceMoments runs f and returns its course on the CPU device as moments: one as each
-// op is recorded in the forward pass, one after each node of a backward pass, and a
-// last one ("end") when f returns. A moment's Peak is the most bytes live since the
-// previous moment, so the largest Peak is f's peak, and the trace shows where it falls.
-// Runs of the same graph on inputs of different sizes give traces of the same ops, and
-// then each moment's bytes are a function of the sizes on its own: membench fits them
-// one by one. Not reentrant.
+// TraceMoments runs f and returns its course on the CPU device: a moment at each
+// allocation, holding the bytes then live. Live bytes only rise at an allocation, so
+// the largest moment is f's peak. Runs of the same graph on inputs of different sizes
+// allocate in the same order, and then each moment's bytes are a function of the
+// sizes on its own (a sum of tensors that are each of a fixed size or proportional to
+// one): membench fits them one by one, so the peak follows the moment that holds it
+// as sizes grow. Not reentrant.
 func TraceMoments(f func()) []Moment {
 	d := CPU
 	d.mu.Lock()
-	d.moments, d.markPeak = nil, d.stats.Live
+	d.moments, d.traceOp, d.tracing = nil, "start", true
 	d.mu.Unlock()
 	tracing.Store(true)
-	defer tracing.Store(false)
+	defer func() {
+		tracing.Store(false)
+		d.mu.Lock()
+		d.tracing, d.moments = false, nil
+		d.mu.Unlock()
+	}()
 	f()
-	d.moment("end")
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := d.moments
-	d.moments = nil
-	return out
+	return d.moments
 }
 
-// moment ends a moment of the trace, if one is being taken.
-func (d *cpuDevice) moment(op string) {
+// tracing mirrors CPU.tracing for traceAt's fast path.
+var tracing atomic.Bool
+
+// traceAt labels the moments that follow with op, if a trace is being taken.
+func (d *cpuDevice) traceAt(op string) {
 	if !tracing.Load() {
 		return
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.moments = append(d.moments, Moment{Op: op, Peak: d.markPeak})
-	d.markPeak = d.stats.Live
+	if d.tracing {
+		d.traceOp = op
+	}
+	d.mu.Unlock()
 }
 
 func (d *cpuDevice) addSaved(delta int64) {

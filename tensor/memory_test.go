@@ -1,6 +1,7 @@
 package tensor
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -128,8 +129,8 @@ func TestSteadyStateNoPoolMiss(t *testing.T) {
 	Release(w1, w2, x, target)
 }
 
-// TestTraceMoments: a traced step has a moment per recorded op and per backward node,
-// in order, then "end"; each holds the most bytes live since the one before, so the
+// TestTraceMoments: a traced step has a moment at each allocation, labelled with the
+// op recorded last or the backward node running, holding the bytes then live; the
 // largest is the step's peak.
 func TestTraceMoments(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 5))
@@ -145,22 +146,22 @@ func TestTraceMoments(t *testing.T) {
 		Backward(l)
 		l.Release()
 	})
-	var ops []string
+	var got []string
 	var peak int64
 	for _, m := range ms {
-		ops = append(ops, m.Op)
+		got = append(got, fmt.Sprintf("%s %d", m.Op, m.Peak-base))
 		peak = max(peak, m.Peak)
 	}
-	if want := []string{"Mul", "Sum", "Sum", "Mul", "end"}; !slices.Equal(ops, want) {
-		t.Fatalf("moments %v, want %v", ops, want)
+	want := []string{
+		"start 512", // y
+		"Mul 516",   // the loss
+		"Sum 8",     // after y's release: the seed gradient
+		"Sum 12",    // the loss's gradient accumulator
+		"Sum 524",   // y's
+		"Mul 524",   // s's gradient, after the loss's accumulator is released
 	}
-	// Mul: its output (512 B); Sum: and the loss (4 B); Sum's backward, after y's
-	// release: the loss, the seed gradient, and the loss's and y's gradient
-	// accumulators (4 + 4 + 4 + 512 B).
-	for i, want := range []int64{512, 516, 524} {
-		if got := ms[i].Peak - base; got != want {
-			t.Errorf("moment %d (%s): %d B above the start, want %d", i, ms[i].Op, got, want)
-		}
+	if !slices.Equal(got, want) {
+		t.Fatalf("moments %q, want %q", got, want)
 	}
 	if st := CPU.Stats(); peak != st.Peak {
 		t.Errorf("largest moment %d B, device peak %d B", peak, st.Peak)

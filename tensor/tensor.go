@@ -131,7 +131,6 @@ func FromMappedBits(dt DType, bits []uint16, shape ...int) *Tensor {
 	CPU.stats.Allocs++
 	CPU.stats.Live += s.Bytes()
 	CPU.stats.Peak = max(CPU.stats.Peak, CPU.stats.Live)
-	CPU.markPeak = max(CPU.markPeak, CPU.stats.Live)
 	CPU.mu.Unlock()
 	return &Tensor{st: s, shape: slices.Clone(shape)}
 }
