@@ -15,9 +15,7 @@ type Plan struct {
 	Depth int
 	// Fit are the token counts (ascending, at least two) measured at depths 2 and 3
 	// (or whole) to fit the accounting: linear in N between neighbouring counts, and
-	// beyond the last two. A count at or near the reported sizes keeps the fit in the
-	// regime that holds there: at few tokens, token-independent temporaries (merged
-	// weights) decide where the peak falls; at many, the per-token ones.
+	// beyond the last two.
 	Fit []int
 	// Check is a shape measured and compared with the fit: CheckDepth layers (0: the
 	// whole model) and Check tokens.
@@ -57,8 +55,10 @@ func fields(r *Row) []*int64 {
 // is quadratic). The peak is followed moment by moment: at each fit depth, every
 // moment of the step (tensor.TraceMoments) is evaluated linear in N on its own and
 // the largest taken, and what that peak holds beyond the resident components (the
-// transient) is then linear in L. It returns the measured rows, the evaluated rows,
-// and the relative error of the prediction of the check shape's peak.
+// transient) is then linear in L, which holds while the peak falls at the same place
+// in the layer stack at every depth (the check shape, deeper than the fit, tests it).
+// It returns the measured rows (without their traces), the evaluated rows, and the
+// relative error of the prediction of the check shape's peak.
 //
 // auto chooses its path per layer from the token count, so for auto the fit is made
 // with auto deciding as it would at each reported size: a first measured shape shows
@@ -68,7 +68,7 @@ func Evaluate(p Plan, m Method, rank int) (measured, evaluated []Row, checkErr f
 	c := &measureCache{rows: map[measureKey]Row{}}
 	if m.Form != adapters.Auto {
 		ev, e, err := evaluate(c, p, m, rank, 0)
-		return c.measured, ev, e, err
+		return c.rowsOut(), ev, e, err
 	}
 	fitAt := map[string]int{} // auto's choices -> the size whose fit makes them
 	depths, _ := p.depths()
@@ -90,7 +90,7 @@ func Evaluate(p Plan, m Method, rank int) (measured, evaluated []Row, checkErr f
 		}
 		evaluated, checkErr = append(evaluated, ev...), max(checkErr, e)
 	}
-	return c.measured, evaluated, checkErr, nil
+	return c.rowsOut(), evaluated, checkErr, nil
 }
 
 // measureKey identifies one measurement: a shape, and the size auto decides as if it
@@ -104,6 +104,14 @@ type measureKey struct {
 type measureCache struct {
 	rows     map[measureKey]Row
 	measured []Row
+}
+
+// rowsOut returns the measured rows without their traces, which only the fit reads.
+func (c *measureCache) rowsOut() []Row {
+	for i := range c.measured {
+		c.measured[i].moments = nil
+	}
+	return c.measured
 }
 
 func (c *measureCache) measure(s Shape, m Method, rank int, autoAt int) (Row, error) {
@@ -164,7 +172,7 @@ func evaluate(c *measureCache, p Plan, m Method, rank, autoAt int) (evaluated []
 				return 0, fmt.Errorf("%s %s: moment %d is %s at %d tokens and %s at %d; the fit needs the same graph at every size",
 					p.Model, m.Label(), i, a[i].Op, n1, b[i].Op, n2)
 			}
-			peak = max(peak, line(float64(a[i].Peak), float64(b[i].Peak), n1, n2, n))
+			peak = max(peak, line(float64(a[i].Live), float64(b[i].Live), n1, n2, n))
 		}
 		return peak, nil
 	}

@@ -179,17 +179,25 @@ func build(s Shape) (model, error) {
 			defer out.Release()
 			return tensor.MSELoss(out, eps), nil
 		}, release: func() { nn.ReleaseParams(m); tensor.Release(x, ctx, eps) }, targets: adapters.Targets{adapters.TargetAttnMLP},
-			context: func(name string) bool {
-				return strings.HasSuffix(name, ".attn2.to_k") || strings.HasSuffix(name, ".attn2.to_v")
-			}}, nil
+			context: unetContext}, nil
 	}
 	return model{}, fmt.Errorf("model %q: want llama-1b, dit-xl-2 or sd15", s.Model)
+}
+
+// unetContext reports the UNet adapters that read the text context: the
+// cross-attention's keys and values.
+func unetContext(name string) bool {
+	return strings.HasSuffix(name, ".attn2.to_k") || strings.HasSuffix(name, ".attn2.to_v")
 }
 
 // Measure runs one training step (forward, backward, AdamW) of shape s with method m
 // and adapter rank, and splits the step's peak live bytes into parameters, gradients,
 // optimizer state, saved activations (their peak) and the rest (transients).
-func Measure(s Shape, m Method, rank int) (Row, error) { return measure(s, m, rank, 0) }
+func Measure(s Shape, m Method, rank int) (Row, error) {
+	r, err := measure(s, m, rank, 0)
+	r.moments = nil
+	return r, err
+}
 
 // measure is Measure with auto deciding as it would at autoAt tokens (0: at the
 // shape's own): each adapter call's token count is scaled by autoAt/s.Tokens, except

@@ -9,6 +9,9 @@ import (
 
 	"github.com/difftune/difftune/adapters"
 	"github.com/difftune/difftune/internal/leakcheck"
+	"github.com/difftune/difftune/nn"
+	"github.com/difftune/difftune/tensor"
+	"github.com/difftune/difftune/unet"
 )
 
 func TestMain(m *testing.M) { leakcheck.Main(m) }
@@ -161,5 +164,49 @@ func TestReport(t *testing.T) {
 	}
 	if _, err := ReadRows(strings.NewReader("{\"model\": 1}\n")); err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Errorf("a bad line: %v", err)
+	}
+}
+
+// TestUNetContext: on a UNet, the adapters unetContext names are exactly those whose
+// calls see the text's tokens rather than the image's (auto's choices at the real
+// size scale the others only).
+func TestUNetContext(t *testing.T) {
+	m, err := unet.Presets["tiny-unet"].NewRandom()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nn.ReleaseParams(m)
+	seen := map[string]int{}
+	set, err := adapters.Inject(m, adapters.Config{Kind: adapters.LoRA, Rank: 2, Form: adapters.Auto, AutoTokens: func(name string, n int) int {
+		seen[name] = n
+		return n
+	}}, adapters.Targets{adapters.TargetAttnMLP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Remove()
+	c := m.Config
+	const text = 7 // tokens; the image has 16·16 at the first level
+	x, ctx := tensor.Zeros(1, c.InChannels, 16, 16), tensor.Zeros(1, text, c.CrossAttentionDim[0])
+	defer tensor.Release(x, ctx)
+	tensor.NoGrad(func() { m.Forward(x, []float32{1}, ctx).Release() })
+	contexts := 0
+	for _, a := range set.Adapters {
+		n, ok := seen[a.Name]
+		if !ok { // a convolution (proj_in/proj_out here): auto merges it whatever N
+			if unetContext(a.Name) {
+				t.Fatalf("%s made no choice", a.Name)
+			}
+			continue
+		}
+		if unetContext(a.Name) != (n == text) {
+			t.Errorf("%s: %d tokens, unetContext says %v", a.Name, n, unetContext(a.Name))
+		}
+		if n == text {
+			contexts++
+		}
+	}
+	if contexts == 0 {
+		t.Fatal("no adapter read the text")
 	}
 }

@@ -45,9 +45,8 @@ type cpuDevice struct {
 	pool16    map[int][][]uint16
 	pool8     map[int][][]uint8
 	maxPooled int64
-	// A trace (TraceMoments): whether one is being taken, its moments, and the op
-	// they are labelled with.
-	tracing bool
+	// A trace (TraceMoments, taken while the package's tracing flag is set): its
+	// moments, and the op they are labelled with.
 	moments []Moment
 	traceOp string
 }
@@ -98,11 +97,7 @@ func (d *cpuDevice) allocInto(s *Storage, dt DType, n int, zero bool) {
 	*s = Storage{dev: d, dtype: dt, n: n, refs: 1}
 	d.mu.Lock()
 	d.stats.Allocs++
-	d.stats.Live += bytes
-	d.stats.Peak = max(d.stats.Peak, d.stats.Live)
-	if d.tracing {
-		d.moments = append(d.moments, Moment{Op: d.traceOp, Peak: d.stats.Live})
-	}
+	d.grow(bytes)
 	switch dt {
 	case F32:
 		s.f32 = take(d.pool32, n)
@@ -164,14 +159,28 @@ func take[T any](pool map[int][][]T, n int) []T {
 	return b
 }
 
+// grow counts bytes that just became live, and takes a moment of the trace if one
+// is being taken. The caller holds d.mu.
+func (d *cpuDevice) grow(bytes int64) {
+	d.stats.Live += bytes
+	d.stats.Peak = max(d.stats.Peak, d.stats.Live)
+	if tracing.Load() {
+		d.moments = append(d.moments, Moment{Op: d.traceOp, Live: d.stats.Live})
+	}
+}
+
 // Moment is one step of a traced run (TraceMoments): the bytes live just after one
 // allocation, and the op it belongs to.
 type Moment struct {
 	// Op is the backward node being run, or in the forward pass the op recorded last
-	// (an op records itself after it has allocated its output).
+	// (an op records itself after it has allocated its output; Checkpoint's
+	// recomputation inside a backward node records forward ops again).
 	Op   string
-	Peak int64
+	Live int64
 }
+
+// tracing says whether TraceMoments is taking a trace.
+var tracing atomic.Bool
 
 // TraceMoments runs f and returns its course on the CPU device: a moment at each
 // allocation, holding the bytes then live. Live bytes only rise at an allocation, so
@@ -179,17 +188,23 @@ type Moment struct {
 // allocate in the same order, and then each moment's bytes are a function of the
 // sizes on its own (a sum of tensors that are each of a fixed size or proportional to
 // one): membench fits them one by one, so the peak follows the moment that holds it
-// as sizes grow. Not reentrant.
+// as sizes grow. (One allocation depends on the thread count instead: a convolution's
+// per-thread weight-gradient partials, when it has fewer tasks than threads.) Traces
+// do not nest: TraceMoments panics if called from f.
 func TraceMoments(f func()) []Moment {
 	d := CPU
 	d.mu.Lock()
-	d.moments, d.traceOp, d.tracing = nil, "start", true
-	d.mu.Unlock()
+	if tracing.Load() {
+		d.mu.Unlock()
+		panic("tensor.TraceMoments: already taking a trace")
+	}
+	d.moments, d.traceOp = nil, "start"
 	tracing.Store(true)
+	d.mu.Unlock()
 	defer func() {
-		tracing.Store(false)
 		d.mu.Lock()
-		d.tracing, d.moments = false, nil
+		tracing.Store(false)
+		d.moments = nil
 		d.mu.Unlock()
 	}()
 	f()
@@ -198,18 +213,13 @@ func TraceMoments(f func()) []Moment {
 	return d.moments
 }
 
-// tracing mirrors CPU.tracing for traceAt's fast path.
-var tracing atomic.Bool
-
 // traceAt labels the moments that follow with op, if a trace is being taken.
 func (d *cpuDevice) traceAt(op string) {
 	if !tracing.Load() {
 		return
 	}
 	d.mu.Lock()
-	if d.tracing {
-		d.traceOp = op
-	}
+	d.traceOp = op
 	d.mu.Unlock()
 }
 

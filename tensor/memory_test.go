@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -149,8 +150,8 @@ func TestTraceMoments(t *testing.T) {
 	var got []string
 	var peak int64
 	for _, m := range ms {
-		got = append(got, fmt.Sprintf("%s %d", m.Op, m.Peak-base))
-		peak = max(peak, m.Peak)
+		got = append(got, fmt.Sprintf("%s %d", m.Op, m.Live-base))
+		peak = max(peak, m.Live)
 	}
 	want := []string{
 		"start 512", // y
@@ -167,4 +168,32 @@ func TestTraceMoments(t *testing.T) {
 		t.Errorf("largest moment %d B, device peak %d B", peak, st.Peak)
 	}
 	s.ZeroGrad()
+}
+
+// TestTraceMomentsPanics: a trace does not nest, and one that f panics out of ends:
+// later allocations are not recorded and a new trace can start.
+func TestTraceMomentsPanics(t *testing.T) {
+	func() {
+		defer func() {
+			if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "already taking a trace") {
+				t.Errorf("a nested trace: %v", r)
+			}
+		}()
+		TraceMoments(func() { TraceMoments(func() {}) })
+	}()
+	func() {
+		defer func() { _ = recover() }()
+		TraceMoments(func() { panic("f failed") })
+	}()
+	if tracing.Load() || len(CPU.moments) != 0 {
+		t.Fatal("the trace outlived its TraceMoments")
+	}
+	x := Zeros(4)
+	x.Release()
+	if len(CPU.moments) != 0 {
+		t.Fatal("an allocation after the trace was recorded")
+	}
+	if ms := TraceMoments(func() { Zeros(2).Release() }); len(ms) != 1 {
+		t.Fatalf("a trace after a failed one has %d moments, want 1", len(ms))
+	}
 }

@@ -129,8 +129,7 @@ func FromMappedBits(dt DType, bits []uint16, shape ...int) *Tensor {
 	s := &Storage{dev: CPU, dtype: dt, n: len(bits), u16: bits, refs: 1, external: true}
 	CPU.mu.Lock()
 	CPU.stats.Allocs++
-	CPU.stats.Live += s.Bytes()
-	CPU.stats.Peak = max(CPU.stats.Peak, CPU.stats.Live)
+	CPU.grow(s.Bytes())
 	CPU.mu.Unlock()
 	return &Tensor{st: s, shape: slices.Clone(shape)}
 }
