@@ -83,6 +83,10 @@ func (a *Adapter) ForwardConv(c *nn.Conv2d, x *tensor.Tensor) *tensor.Tensor {
 		return c.Plain(x)
 	}
 	form := a.set.cfg.Form
+	if lo, ok := a.impl.(*lora); ok && form == Auto {
+		a.Choice = "rank-r"
+		return a.rankRConv(c, lo, x, p, seed)
+	}
 	if form == Auto && p > 0 {
 		form = Activation // a merged convolution cannot drop inputs
 	}
@@ -214,6 +218,25 @@ func (a *Adapter) activationConv(c *nn.Conv2d, x *tensor.Tensor, p float64, seed
 		u = tensor.Conv2d(xt, w, nil, c.Stride, c.Padding, c.Groups)
 		tensor.Release(d, w)
 	}
+	defer tensor.Release(base, u)
+	return tensor.Add(base, u)
+}
+
+// rankRConv is auto's LoCon: the frozen convolution plus the low-rank branch
+// s·up(down(dropout(x))) run under Checkpoint, which keeps x alone and recomputes the
+// branch (H = down(x̃), r channels) in backward. It saves what the weight form saves
+// with rank-r work, where the merged convolution's backward forms the full-size
+// dW′ = dYᵀX at the cost of the convolution itself; and with dropout it regenerates
+// the mask from the seed instead of keeping x̃ and the mask.
+func (a *Adapter) rankRConv(c *nn.Conv2d, lo *lora, x *tensor.Tensor, p float64, seed uint64) *tensor.Tensor {
+	base := c.Plain(x)
+	u := tensor.Checkpoint(func(in []*tensor.Tensor) *tensor.Tensor {
+		xt := tensor.DropoutMasked(in[0], p, seed)
+		h := tensor.Conv2d(xt, lo.down, nil, c.Stride, c.Padding, c.Groups) // [N, r, OH, OW]
+		v := tensor.Conv2d(h, lo.up, nil, 1, 0, 1)
+		defer tensor.Release(xt, h, v)
+		return tensor.Scale(v, lo.s)
+	}, x)
 	defer tensor.Release(base, u)
 	return tensor.Add(base, u)
 }

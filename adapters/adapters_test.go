@@ -230,6 +230,49 @@ func TestSavedBytes(t *testing.T) {
 	}
 }
 
+// TestSavedBytesConv: LoCon on a convolution reading x [2, 3, 6, 6]: the weight form
+// and auto (rank-r under Checkpoint, with or without dropout) keep x alone; the
+// activation form keeps x̃ (x itself without dropout; with it, x̃ and its byte mask)
+// and H [2, r, 6, 6].
+func TestSavedBytesConv(t *testing.T) {
+	const r = 2
+	n := int64(2 * 3 * 6 * 6)
+	h4 := int64(4 * 2 * r * 6 * 6)
+	for _, c := range []struct {
+		form Form
+		p    float64
+		want int64
+	}{
+		{Weight, 0, 4 * n},
+		{Auto, 0, 4 * n},
+		{Auto, 0.1, 4 * n},
+		{Activation, 0, 4*n + h4},
+		{Activation, 0.1, 4*n + n + h4}, // x̃, its byte mask and H; the frozen path keeps nothing
+	} {
+		t.Run(fmt.Sprintf("%s/p%g", c.form, c.p), func(t *testing.T) {
+			b := newBlock(2)
+			defer nn.ReleaseParams(b)
+			s, err := Inject(b, Config{Kind: LoCon, Rank: r, Form: c.form, Dropout: c.p, Seed: 1}, Targets{"resnets.0.conv1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Remove()
+			s.Train(true)
+			rng := rand.New(rand.NewPCG(8, 8))
+			x0 := randT(rng, 2, 3, 6, 6)
+			sc := tensor.Full(1, 1).SetRequiresGrad(true)
+			x := tensor.Mul(x0, sc)
+			base := tensor.SavedBytes()
+			y := b.Conv.Forward(x)
+			if got := tensor.SavedBytes() - base; got != c.want {
+				t.Errorf("saved %d bytes, want %d (choice %s)", got, c.want, s.Adapters[0].Choice)
+			}
+			tensor.DropGraph(y, x)
+			tensor.Release(x0, sc, x, y)
+		})
+	}
+}
+
 // TestGradCheck compares adapter gradients with central differences in float64 of
 // L = Σ y·g, for each kind in the weight form (the activation form is tied to it by
 // TestFormsAgree). h = 1e-2 on O(1) values: truncation ~1e-4, float32 noise ~1e-5.
