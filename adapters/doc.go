@@ -6,9 +6,12 @@
 //   - weight: W′ = f(W, θ) is merged inside the op and only x is saved, shared by every
 //     adapter that reads the same x (q, k, v). Input dropout cannot be written as a
 //     weight change, so this form refuses dropout > 0.
-//   - auto (the default): merged when the token count N exceeds d_in·d_out/(d_in+d_out),
-//     LoRA's rank-r path with H recomputed otherwise (and whenever input dropout is on,
-//     the mask regenerated from a seed); both save x only.
+//   - auto (the default): for LoRA on a Linear, the merged forward with the rank-r
+//     backward when the token count N exceeds d_in·d_out/(d_in+d_out), the rank-r path
+//     with H recomputed otherwise (and whenever input dropout is on, the mask
+//     regenerated from a seed); for LoCon, the rank-r branch under Checkpoint; both
+//     save x only. Other kinds merge as the weight form does, or with dropout compute
+//     as the activation form.
 //
 // See "Activations Aren't Cheap in LoRA, Weights Are" and DESIGN.md for the algebra
 // and the saved-byte formulas the tests check exactly.
