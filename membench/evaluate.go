@@ -72,7 +72,7 @@ func Evaluate(p Plan, m Method, rank int) (measured, evaluated []Row, checkErr f
 	}
 	fitAt := map[string]int{} // auto's choices -> the size whose fit makes them
 	depths, _ := p.depths()
-	first := Shape{Model: p.Model, Layers: depths[0], Tokens: p.Fit[0], Batch: p.Batch, BF16: p.BF16}
+	first := p.Shape(p.Fit[0], depths[0])
 	for _, n := range p.Tokens {
 		probe, err := c.measure(first, m, rank, n)
 		if err != nil {
@@ -136,7 +136,7 @@ func evaluate(c *measureCache, p Plan, m Method, rank, autoAt int) (evaluated []
 	got := map[key]Row{}
 	for _, l := range depths {
 		for _, n := range p.Fit {
-			r, err := c.measure(Shape{Model: p.Model, Layers: l, Tokens: n, Batch: p.Batch, BF16: p.BF16}, m, rank, autoAt)
+			r, err := c.measure(p.Shape(n, l), m, rank, autoAt)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -223,7 +223,7 @@ func evaluate(c *measureCache, p Plan, m Method, rank, autoAt int) (evaluated []
 		return out, nil
 	}
 	if p.Check > 0 {
-		r, err := c.measure(Shape{Model: p.Model, Layers: checkDepth, Tokens: p.Check, Batch: p.Batch, BF16: p.BF16}, m, rank, autoAt)
+		r, err := c.measure(p.Shape(p.Check, checkDepth), m, rank, autoAt)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -338,6 +338,15 @@ func (p Plan) TimedShapes() []Shape {
 		out = append(out, Shape{Model: p.Model, Layers: depths[0], Tokens: n, Batch: p.Batch})
 	}
 	return out
+}
+
+// Shape is the plan's shape of tokens at layers layers (ignored for a model measured
+// whole), with its batch and way of keeping saved activations.
+func (p Plan) Shape(tokens, layers int) Shape {
+	if p.Depth == 0 {
+		layers = 0
+	}
+	return Shape{Model: p.Model, Layers: layers, Tokens: tokens, Batch: p.Batch, BF16: p.BF16}
 }
 
 // depths returns the depths the fit measures, 2 and 3 for layer-stacked models and 0

@@ -240,12 +240,8 @@ same accounting fitted over depth and token count, and the fit is checked agains
 			if o.tokens > 0 {
 				// One measured shape per plan, the size a fit is checked against.
 				for _, p := range plans {
-					layers := o.layers
-					if p.Depth == 0 {
-						layers = 0 // measured whole
-					}
 					for _, m := range methods {
-						r, err := membench.Measure(membench.Shape{Model: p.Model, Layers: layers, Tokens: o.tokens, Batch: p.Batch, BF16: p.BF16}, m, o.rank)
+						r, err := membench.Measure(p.Shape(o.tokens, o.layers), m, o.rank)
 						if err != nil {
 							return fmt.Errorf("%s %s: %w", p.Model, m.Label(), err)
 						}
