@@ -217,6 +217,44 @@ func UpsampleNearest2x(x *Tensor) *Tensor {
 	return out
 }
 
+// attentionBackwardPacked is Attention's backward when saved activations were packed
+// (SetSavedBF16): it widens q, k, v and the output one sequence at a time instead of
+// whole, so the float32 copies cost one sequence's bytes, not the batch's.
+func attentionBackwardPacked(es [5]elems, dx gradFn, dout, lse []float32, b, heads, tq, tk, d int, scale float32, causal bool) {
+	dq, dk, dv := dx(0), dx(1), dx(2)
+	lq, lk := tq*heads*d, tk*heads*d
+	sizes := [4]int{lq, lk, lk, lq} // q, k, v, out per sequence
+	var bufs [4]*Storage
+	for i, n := range sizes {
+		if es[i].st.dtype != F32 {
+			bufs[i] = CPU.alloc(F32, n, false)
+			defer bufs[i].release()
+		}
+	}
+	md, done := es[4].f32()
+	defer done()
+	part := func(x []float32, i, n int) []float32 {
+		if x == nil {
+			return nil
+		}
+		return x[i*n : (i+1)*n]
+	}
+	for i := range b {
+		var ds [4][]float32
+		for j, n := range sizes {
+			e := es[j]
+			if bufs[j] == nil {
+				ds[j] = e.st.f32[e.off+i*n : e.off+(i+1)*n]
+				continue
+			}
+			ds[j] = bufs[j].f32
+			widenParallel(ds[j], e.st.u16[e.off+i*n:e.off+(i+1)*n], e.st.dtype)
+		}
+		attentionBackward(part(dq, i, lq), part(dk, i, lk), part(dv, i, lk), part(dout, i, lq), ds[0], ds[1], ds[2], ds[3],
+			part(lse, i, heads*tq), part(md, i, tk), 1, heads, tq, tk, d, scale, causal)
+	}
+}
+
 // Attention is fused scaled-dot-product attention, softmax(q·kᵀ/√D + mask)·v per head,
 // on the layout a Linear produces: q [B, Tq, H·D], k and v [B, Tk, H·D], output
 // [B, Tq, H·D]. mask is nil or an additive [B, Tk] key mask (0 keeps, -Inf drops);
@@ -245,6 +283,10 @@ func Attention(q, k, v *Tensor, heads int, mask *Tensor, causal bool) *Tensor {
 	if needsGrad(q, k, v) {
 		es := [...]elems{elemsOf(q), elemsOf(k), elemsOf(v), elemsOf(out), optElems(mask)}
 		record(out, "Attention", []*Tensor{q, k, v}, []*Tensor{q, k, v, out, lseT, mask}, func(dout []float32, dx gradFn) {
+			if b > 1 && (es[0].st.packed || es[1].st.packed || es[2].st.packed || es[3].st.packed) {
+				attentionBackwardPacked(es, dx, dout, lse, b, heads, tq, tk, d, scale, causal)
+				return
+			}
 			var ds [len(es)][]float32
 			for i, e := range es {
 				d, done := e.f32()

@@ -160,3 +160,66 @@ func TestSavedBF16Gradients(t *testing.T) {
 		}
 	}
 }
+
+// TestAttentionPackedBySequence: with packed saved activations, Attention's backward
+// widens one sequence at a time. Its gradients equal those of each sequence run on
+// its own, bit for bit, and backward's float32 copies cost one sequence, not the
+// batch.
+func TestAttentionPackedBySequence(t *testing.T) {
+	defer SetSavedBF16(SetSavedBF16(true))
+	const b, tq, heads, d = 3, 24, 2, 8
+	rng := rand.New(rand.NewPCG(9, 9))
+	q0, k0, v0, g0 := randTensor(rng, b, tq, heads*d), randTensor(rng, b, tq, heads*d), randTensor(rng, b, tq, heads*d), randTensor(rng, b, tq, heads*d)
+	defer Release(q0, k0, v0, g0)
+	// grads runs attention on sequences [lo, hi) with q, k, v made activations (so
+	// they are packed once released), and returns the gradients of the three
+	// scalars' inputs and the backward pass's peak above the live bytes before it.
+	grads := func(lo, hi int) (dq, dk, dv []float32, extra int64) {
+		one := Full(1, 1).SetRequiresGrad(true)
+		defer one.Release()
+		const l = tq * heads * d
+		sl := func(x *Tensor) *Tensor { return FromFloat32(x.Float32s()[lo*l:hi*l], hi-lo, tq, heads*d) }
+		qs, ks, vs, gs := sl(q0), sl(k0), sl(v0), sl(g0)
+		defer Release(qs, ks, vs, gs)
+		qs.SetRequiresGrad(true)
+		ks.SetRequiresGrad(true)
+		vs.SetRequiresGrad(true)
+		q, k, v := Mul(qs, one), Mul(ks, one), Mul(vs, one)
+		o := Attention(q, k, v, heads, nil, true)
+		Release(q, k, v)
+		o2 := Mul(o, gs)
+		o.Release()
+		loss := Sum(o2, false)
+		o2.Release()
+		live := CPU.Stats().Live
+		CPU.ResetPeak()
+		Backward(loss)
+		extra = CPU.Stats().Peak - live
+		loss.Release()
+		dq, dk, dv = qs.Grad().Float32s(), ks.Grad().Float32s(), vs.Grad().Float32s()
+		return dq, dk, dv, extra
+	}
+	dq, dk, dv, extra := grads(0, b)
+	var wq, wk, wv []float32
+	for i := range b {
+		a, c, e, _ := grads(i, i+1)
+		wq, wk, wv = append(wq, a...), append(wk, c...), append(wv, e...)
+	}
+	for name, p := range map[string][2][]float32{"q": {dq, wq}, "k": {dk, wk}, "v": {dv, wv}} {
+		for i := range p[0] {
+			if p[0][i] != p[1][i] {
+				t.Fatalf("d%s[%d] = %g batched, %g per sequence", name, i, p[0][i], p[1][i])
+			}
+		}
+	}
+	// Unpacked, backward reads the saved float32 tensors in place; packed, it adds
+	// the float32 copies of one sequence's q, k, v and output (whole widening: the
+	// batch's).
+	SetSavedBF16(false)
+	_, _, _, unpacked := grads(0, b)
+	seq := int64(4 * 4 * tq * heads * d)
+	if extra != unpacked+seq {
+		t.Errorf("backward peaked %d B above its start; unpacked %d, so the widened copies cost %d B, want one sequence's %d",
+			extra, unpacked, extra-unpacked, seq)
+	}
+}
