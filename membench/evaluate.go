@@ -335,7 +335,7 @@ func (p Plan) TimedShapes() []Shape {
 	depths, _ := p.depths()
 	var out []Shape
 	for _, n := range p.Fit[:2] {
-		out = append(out, Shape{Model: p.Model, Layers: depths[0], Tokens: n, Batch: p.Batch})
+		out = append(out, p.Shape(n, depths[0]))
 	}
 	return out
 }

@@ -58,8 +58,8 @@ func TestFitPredictsMeasured(t *testing.T) {
 // TestFitFollowsThePeak: with the check shape 8× beyond the fitted token counts and
 // deeper than the fitted depths, every method's evaluated peak equals the measured
 // one, with float32 and with packed saved activations. Fitting each component's
-// bytes as one line instead (the earlier method) missed here by up to 10.6% (full
-// finetuning, bf16), since the moment that holds the peak changes with N.
+// bytes as one line instead (the method of commit 547203e) missed here by up to 10.6%
+// (full finetuning, bf16), since the moment that holds the peak changes with N.
 func TestFitFollowsThePeak(t *testing.T) {
 	defer useSmallLlama()()
 	for _, bf16 := range []bool{false, true} {

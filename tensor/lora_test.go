@@ -40,13 +40,24 @@ func TestGradLoRA(t *testing.T) {
 func TestLoRAPathsAgree(t *testing.T) {
 	const rows, in, out, r = 37, 24, 16, 4
 	type result struct{ y, dx, da, db []float32 }
-	run := func(merge, pack bool, blockElems int, p float64) result {
+	run := func(merge, pack bool, blockElems int, p float64, w16 bool) result {
 		defer SetSavedBF16(SetSavedBF16(pack))
 		old := loraBlockElems
 		loraBlockElems = blockElems
 		defer func() { loraBlockElems = old }()
 		rng := rand.New(rand.NewPCG(10, 10))
-		w, bias := randTensor(rng, out, in), randTensor(rng, out)
+		// W's values are bf16's, so that a BF16 base weight (w16) is the same weight.
+		w0, bias := randTensor(rng, out, in), randTensor(rng, out)
+		bits := make([]uint16, out*in)
+		narrow(bits, w0.Data(), BF16)
+		w0.Release()
+		w := FromBits(BF16, bits, out, in)
+		if !w16 {
+			wf := make([]float32, out*in)
+			widen(wf, bits, BF16)
+			w.Release()
+			w = FromFloat32(wf, out, in)
+		}
 		a, b := randTensor(rng, r, in).SetRequiresGrad(true), randTensor(rng, out, r).SetRequiresGrad(true)
 		x, x0, sx := activation(rng, rows, in)
 		defer Release(w, bias, a, b, x0, sx)
@@ -68,10 +79,12 @@ func TestLoRAPathsAgree(t *testing.T) {
 		return res
 	}
 	for _, p := range []float64{0, 0.2} {
-		ref := run(false, false, 1<<18, p)
-		variants := map[string]result{"blocks of 3 rows": run(false, false, 3*in, p), "packed x": run(false, true, 3*in, p)}
+		ref := run(false, false, 1<<18, p, false)
+		variants := map[string]result{"blocks of 3 rows": run(false, false, 3*in, p, false), "packed x": run(false, true, 3*in, p, false),
+			"bf16 base weight": run(false, false, 1<<18, p, true)}
 		if p == 0 {
-			variants["merged forward"] = run(true, false, 1<<18, 0)
+			variants["merged forward"] = run(true, false, 1<<18, 0, false)
+			variants["merged forward, bf16 base weight"] = run(true, false, 1<<18, 0, true)
 		}
 		for name, got := range variants {
 			tol := 1e-5

@@ -149,9 +149,8 @@ func loraOp(op string, x, w, bias, a, b *Tensor, s float32, p float64, seed uint
 	if merge {
 		// W′ = W + s·B·A, then y = x·W′ᵀ.
 		wm := CPU.alloc(F32, out*in, false)
-		wd, done := we.f32()
-		copy(wm.f32, wd)
-		done()
+		// A 16-bit W is widened straight into wm (the copy is then onto itself).
+		copy(wm.f32, we.block(0, out*in, wm.f32))
 		Gemm(false, false, out, in, r, s, bd, r, ad, in, 1, wm.f32, in)
 		Gemm(false, true, rows, out, in, 1, xd, in, wm.f32, in, 0, yd, out)
 		wm.release()

@@ -242,13 +242,11 @@ func attentionBackwardPacked(es [5]elems, dx gradFn, dout, lse []float32, b, hea
 	for i := range b {
 		var ds [4][]float32
 		for j, n := range sizes {
-			e := es[j]
-			if bufs[j] == nil {
-				ds[j] = e.st.f32[e.off+i*n : e.off+(i+1)*n]
-				continue
+			var buf []float32
+			if bufs[j] != nil {
+				buf = bufs[j].f32
 			}
-			ds[j] = bufs[j].f32
-			widenParallel(ds[j], e.st.u16[e.off+i*n:e.off+(i+1)*n], e.st.dtype)
+			ds[j] = es[j].block(i*n, (i+1)*n, buf)
 		}
 		attentionBackward(part(dq, i, lq), part(dk, i, lk), part(dv, i, lk), part(dout, i, lq), ds[0], ds[1], ds[2], ds[3],
 			part(lse, i, heads*tq), part(md, i, tk), 1, heads, tq, tk, d, scale, causal)

@@ -230,11 +230,7 @@ same accounting fitted over depth and token count, and the fit is checked agains
 					}
 				}
 				if len(methods) != len(o.methods) {
-					var keys []string
-					for _, m := range membench.Methods {
-						keys = append(keys, m.Key())
-					}
-					return usagef("--methods %s: want some of %s", strings.Join(o.methods, ","), strings.Join(keys, ", "))
+					return usagef("--methods %s: want some of %s", strings.Join(o.methods, ","), strings.Join(methodKeys(), ", "))
 				}
 			}
 			if o.tokens > 0 {
@@ -289,7 +285,7 @@ same accounting fitted over depth and token count, and the fit is checked agains
 	}
 	cmd.Flags().StringSliceVar(&o.models, "model", nil, "models to run: llama-1b, dit-xl-2, sd15 (default: all)")
 	cmd.Flags().IntVar(&o.rank, "rank", 16, "adapter rank")
-	cmd.Flags().StringSliceVar(&o.methods, "methods", nil, "methods to run (default: all): full, lora-activation, lora-activation-p0.1, lora-weight, lora-auto, lora-auto-p0.1, dora-activation, dora-weight")
+	cmd.Flags().StringSliceVar(&o.methods, "methods", nil, "methods to run (default: all): "+strings.Join(methodKeys(), ", "))
 	cmd.Flags().IntVar(&o.tokens, "tokens", 0, "measure one shape instead: this many tokens (with the model's batch) at --layers layers, no fit")
 	cmd.Flags().IntVar(&o.layers, "layers", 2, "layers of the --tokens shape (0: the real depth; sd15 is always whole)")
 	cmd.Flags().StringVar(&o.report, "report", "", "print Markdown tables and the paper's claims from a file of earlier --json output instead of measuring")
@@ -376,4 +372,13 @@ func benchPlans(models []string) ([]membench.Plan, error) {
 		}
 	}
 	return plans, nil
+}
+
+// methodKeys are the --methods names of the memory benchmark's methods.
+func methodKeys() []string {
+	var keys []string
+	for _, m := range membench.Methods {
+		keys = append(keys, m.Key())
+	}
+	return keys
 }
